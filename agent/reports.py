@@ -1,0 +1,64 @@
+"""The inspector's report: which of the seed's outcomes the observations show, rendered from `prompts/`.
+
+This is the rule the language model is trained to follow and the rule the report verifier checks it
+against, so training data and verification can never disagree.
+"""
+
+from typing import Any, Literal
+
+from prompts import load
+
+Check = Literal["人数检测", "安全检查", "设备检查"]
+CHECKS: tuple[Check, ...] = ("人数检测", "安全检查", "设备检查")
+# The detection tool that answers each check.
+DETECTOR_FOR: dict[Check, str] = {
+    "人数检测": "count_people",
+    "安全检查": "check_helmets",
+    "设备检查": "check_equipment",
+}
+
+Observation = dict[str, Any]
+
+
+def outcome(check: Check, work_order: Observation, detection: Observation) -> str:
+    """The id of the outcome (a key of `[outcomes]` in prompts/reports.toml) the observations show."""
+    persons = detection["persons"]
+    if check == "人数检测":
+        expected = work_order["expected_workers"]
+        if persons == expected:
+            return "people_normal"
+        if persons < expected:
+            return "people_absent"
+        return "people_excess" if expected > 0 else "people_no_order"
+    if persons == 0:
+        return "helmets_empty" if check == "安全检查" else "equipment_empty"
+    if check == "安全检查":
+        if detection["without_helmet"] > 0:
+            return "helmets_some" if detection["with_helmet"] > 0 else "helmets_none"
+        return "helmets_unjudged" if detection.get("unknown", 0) > 0 else "helmets_all"
+    without = detection["without_equipment"]
+    if without == 0:
+        return "equipment_all"
+    return "equipment_some" if without < persons else "equipment_none"
+
+
+def error_of(observation: Observation) -> str | None:
+    """The error message of a tool observation, or None if the tool succeeded."""
+    error = observation.get("error")
+    return str(error) if error is not None else None
+
+
+def render(check: Check, work_order: Observation, detection: Observation | None) -> str:
+    """The report for a check; a failed tool's error is reported instead of numbers.
+
+    `detection` is None only when the work-order lookup failed and no detector ran.
+    """
+    templates = load("reports")
+    for observation in (work_order, detection or {}):
+        error = error_of(observation)
+        if error is not None:
+            return templates["failed"].format(check=check, error=error)
+    if detection is None:
+        raise ValueError("a successful work-order lookup needs a detection observation to report on")
+    fields = {"expected": work_order.get("expected_workers"), **detection}
+    return templates["outcomes"][outcome(check, work_order, detection)].format(**fields)
