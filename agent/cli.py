@@ -25,5 +25,5 @@ def main() -> None:
     try:
         app()
     except InspectorError as err:
-        Console(stderr=True).print(f"[bold red]error:[/] {err}", highlight=False)
+        Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {err}", highlight=False)
         raise SystemExit(2) from None

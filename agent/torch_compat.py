@@ -52,7 +52,7 @@ def ensure_torchvision() -> None:
     if "torchvision" in sys.modules:
         return
     try:
-        import torchvision  # noqa: F401
+        import torchvision
     except RuntimeError as err:
         if "torchvision::nms" not in str(err):
             raise
