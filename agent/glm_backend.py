@@ -12,13 +12,12 @@ is position 0, whatever the padding.
 import time
 from typing import Any
 
+from agent import kv
 from agent.backend import Generation, ModelBackend, StopReason
 from agent.chatglm_format import Message, encode_message, encode_prompt
 from agent.errors import UserError
 from agent.tokenizer import GLMTokenizer
 from agent.torch_compat import ensure_torchvision
-
-KV = list[tuple[Any, Any]]  # per layer: (keys, values), each [batch, kv_heads, length, head_dim]
 
 
 class GLMBackend(ModelBackend):
@@ -36,13 +35,13 @@ class GLMBackend(ModelBackend):
         self.context = int(self.base.config.max_position_embeddings)
         self._torch = torch
         with torch.no_grad():
-            self._virtual = _prefix_kv(model) if hasattr(model, "get_prompt") else []
+            self._virtual = kv.virtual(model)
         self._head_ids: tuple[int, ...] = ()
-        self._head_kv: KV = self._virtual
+        self._head_kv: kv.KV = self._virtual
 
     @property
     def virtual_tokens(self) -> int:
-        return _length(self._virtual)
+        return kv.length(self._virtual)
 
     def generate(self, conversations: list[list[Message]], max_new_tokens: int = 128) -> list[Generation]:
         with self._torch.inference_mode():
@@ -67,12 +66,12 @@ class GLMBackend(ModelBackend):
         ids = torch.tensor([[pad] * (width - len(r)) + r for r in rests], device=self.device)
         mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rests], device=self.device)
         positions = (len(head) + mask.cumsum(-1) - 1).clamp(min=0)
-        attention = torch.cat([mask.new_ones(batch, _length(past_kv)), mask], dim=1)
+        attention = torch.cat([mask.new_ones(batch, kv.length(past_kv)), mask], dim=1)
         output = self.base(
             input_ids=ids,
             attention_mask=attention,
             position_ids=positions,
-            past_key_values=_cache(past_kv, batch) if past_kv else None,
+            past_key_values=kv.cache(past_kv, batch),
             use_cache=True,
         )
         prefilled = time.perf_counter()
@@ -132,45 +131,9 @@ class GLMBackend(ModelBackend):
             return []
         return self.tokenizer.prefix + encode_message(self.tokenizer, first)
 
-    def _kv_for_head(self, head: list[int]) -> KV:
+    def _kv_for_head(self, head: list[int]) -> kv.KV:
         """Key/values of the virtual prefix plus `head` (batch 1), computed once per distinct head."""
         if tuple(head) != self._head_ids:
-            self._head_kv = self._extend(self._virtual, head) if head else self._virtual
+            self._head_kv = kv.extend(self.base, self._virtual, head)
             self._head_ids = tuple(head)
         return self._head_kv
-
-    def _extend(self, past: KV, ids: list[int]) -> KV:
-        torch = self._torch
-        input_ids = torch.tensor([ids], device=self.device)
-        attention = torch.ones(1, _length(past) + len(ids), dtype=torch.long, device=self.device)
-        output = self.base(
-            input_ids=input_ids,
-            attention_mask=attention,
-            position_ids=torch.arange(len(ids), device=self.device)[None],
-            past_key_values=_cache(past, 1) if past else None,
-            use_cache=True,
-        )
-        return _layers(output.past_key_values)
-
-
-def _length(kv: KV) -> int:
-    return int(kv[0][0].shape[2]) if kv else 0
-
-
-def _layers(cache: Any) -> KV:
-    return [(layer.keys, layer.values) for layer in cache.layers]
-
-
-def _cache(kv: KV, batch: int) -> Any:
-    """A fresh DynamicCache holding `kv` broadcast to `batch` rows (the stored tensors are never mutated)."""
-    from transformers import DynamicCache
-
-    return DynamicCache(ddp_cache_data=[(k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1)) for k, v in kv])
-
-
-def _prefix_kv(model: Any) -> KV:
-    """The P-tuning v2 virtual key/values of a peft prefix-tuning model, for batch 1."""
-    prompt = model.get_prompt(batch_size=1)
-    if hasattr(prompt, "layers"):
-        return _layers(prompt)
-    return [(layer[0], layer[1]) for layer in prompt]
