@@ -9,6 +9,7 @@ from rich.console import Console
 
 from agent import data_cli
 from agent.errors import InspectorError
+from tools import cli as tools_cli
 
 app = typer.Typer(
     name="inspector",
@@ -16,7 +17,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-for register in (data_cli.register,):
+for register in (data_cli.register, tools_cli.register):
     register(app)
 
 

@@ -24,7 +24,7 @@ class Failure(UserError):
         self.key = key
         self.fields = fields
         self.message = _texts()["errors"][key].format(**fields)
-        super().__init__(f"{self.message} ({detail})" if detail else self.message)
+        super().__init__(f"{self.message}: {detail}" if detail else self.message)
 
     def observation(self) -> Observation:
         return {"error": self.message, "hint": _texts()["hints"][self.key]}
