@@ -22,14 +22,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agent.errors import ConfigError
-from agent.loading import index_shards, prepare_transformers, read_json
+from agent.loading import CONFIG_FILE, index_shards, prepare_transformers, read_json
 from agent.tokenizer import TOKENIZER_FILE, GLMTokenizer
 
 if TYPE_CHECKING:
     import torch
     from transformers import GlmConfig, GlmForCausalLM
 
-CONFIG_FILE = "config.json"
 RECORD_FILE = "conversion.json"
 # Index files first (a sharded checkpoint), then single files; safetensors before pickled .bin.
 _INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
