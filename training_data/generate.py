@@ -1,0 +1,116 @@
+"""Write the four splits as ChatGLM3 fine-tuning JSONL, save the generation config, print statistics.
+
+train, dev and test_seen use the seen frames and sites; test_unseen only held-out frames and held-out site
+names. Splits are made in that order from one `random.Random(seed)`, and a dialogue whose conversation
+already occurs in an earlier split is drawn again, so no dialogue is in two splits.
+"""
+
+import json
+import random
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from agent.errors import UserError
+from agent.reports import CHECKS
+from tools.catalog import tool_descriptions
+from training_data.dialogues import KIND_CARDS, DialogueMaker
+
+SPLITS = ("train", "dev", "test_seen", "test_unseen")
+CONFIG_FILE = "generate.json"
+MIN_EVAL_SIZE = 200
+EVAL_FRACTION = 20  # dev and test splits hold max(MIN_EVAL_SIZE, size // EVAL_FRACTION) dialogues each
+
+
+@dataclass(frozen=True)
+class GenerateConfig:
+    seed: int
+    size: int
+    eval_size: int
+
+    @classmethod
+    def for_size(cls, *, seed: int, size: int) -> "GenerateConfig":
+        if size < 1:
+            raise UserError(f"--size must be at least 1, not {size}")
+        return cls(seed=seed, size=size, eval_size=max(MIN_EVAL_SIZE, size // EVAL_FRACTION))
+
+    def split_size(self, split: str) -> int:
+        return self.size if split == "train" else self.eval_size
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(asdict(self), indent=2) + "\n", encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: Path) -> "GenerateConfig":
+        return cls(**json.loads(path.read_text(encoding="utf-8")))
+
+
+@dataclass(frozen=True)
+class Example:
+    """A dialogue of a split: its conversations as JSON (also what makes two dialogues the same) and meta."""
+
+    conversations: str
+    meta: dict[str, Any]
+
+    def line(self, tools: str) -> str:
+        """The JSONL line: the same text as json.dumps of {"tools", "conversations", "meta"}."""
+        meta = json.dumps(self.meta, ensure_ascii=False)
+        return f'{{"tools": {tools}, "conversations": {self.conversations}, "meta": {meta}}}\n'
+
+
+def generate_splits(out: Path, *, seed: int, size: int) -> None:
+    """Write train/dev/test_seen/test_unseen.jsonl and generate.json into `out`; print per-split statistics."""
+    config = GenerateConfig.for_size(seed=seed, size=size)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"cannot create the output folder {out}: {err.strerror}") from None
+    splits = make_splits(config)
+    tools = json.dumps(tool_descriptions(), ensure_ascii=False)
+    for split, examples in splits.items():
+        lines = "".join(example.line(tools) for example in examples)
+        (out / f"{split}.jsonl").write_text(lines, encoding="utf-8", newline="\n")
+    config.save(out / CONFIG_FILE)
+    console = Console()
+    console.print(statistics(splits))
+    console.print(f"wrote {', '.join(f'{split}.jsonl' for split in splits)} and {CONFIG_FILE} to {out}")
+
+
+def make_splits(config: GenerateConfig) -> dict[str, list[Example]]:
+    rng = random.Random(config.seed)
+    taken: set[str] = set()  # composed site names, each used once over all splits
+    earlier: set[str] = set()  # conversations of the splits made so far
+    splits: dict[str, list[Example]] = {}
+    for split in SPLITS:
+        maker = DialogueMaker(rng, held_out=split == "test_unseen", taken=taken)
+        examples: list[Example] = []
+        while len(examples) < config.split_size(split):
+            dialogue = maker.make()
+            conversations = json.dumps(dialogue["conversations"], ensure_ascii=False)
+            if conversations not in earlier:
+                examples.append(Example(conversations, {**dialogue["meta"], "split": split}))
+        earlier.update(example.conversations for example in examples)
+        splits[split] = examples
+    return splits
+
+
+def statistics(splits: dict[str, list[Example]]) -> Table:
+    """Per split: dialogues, each check's share of the checks named, each kind's share, the share with noise."""
+    table = Table(title="training data")
+    table.add_column("")
+    for split in splits:
+        table.add_column(split, justify="right")
+    table.add_row("dialogues", *(str(len(examples)) for examples in splits.values()))
+    checks = {split: Counter(c for e in examples for c in e.meta["checks"]) for split, examples in splits.items()}
+    for check in CHECKS:
+        table.add_row(check, *(f"{counts[check] / max(1, counts.total()):.0%}" for counts in checks.values()))
+    for kind in KIND_CARDS:
+        shares = (sum(e.meta["kind"] == kind for e in examples) / len(examples) for examples in splits.values())
+        table.add_row(kind, *(f"{share:.0%}" for share in shares))
+    noisy = (sum(bool(e.meta["noise"]["ops"]) for e in examples) / len(examples) for examples in splits.values())
+    table.add_row("with noise", *(f"{share:.0%}" for share in noisy))
+    return table
