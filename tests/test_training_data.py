@@ -296,5 +296,8 @@ def test_bad_arguments_are_clear_errors(tmp_path):
         generate_splits(tmp_path, seed=0, size=0)
     blocker = tmp_path / "file"
     blocker.write_text("x", encoding="utf-8")
-    with pytest.raises(UserError, match="cannot create the output folder"):
+    with pytest.raises(UserError, match=r"cannot write the training data into .*file"):
         generate_splits(blocker, seed=0, size=10)
+    (tmp_path / "d" / "train.jsonl").mkdir(parents=True)
+    with pytest.raises(UserError, match=r"Is a directory .*train\.jsonl"):
+        generate_splits(tmp_path / "d", seed=0, size=10)

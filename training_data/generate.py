@@ -8,6 +8,8 @@ already occurs in an earlier split is drawn again, so no dialogue is in two spli
 import json
 import random
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -65,19 +67,27 @@ class Example:
 def generate_splits(out: Path, *, seed: int, size: int) -> None:
     """Write train/dev/test_seen/test_unseen.jsonl and generate.json into `out`; print per-split statistics."""
     config = GenerateConfig.for_size(seed=seed, size=size)
-    try:
+    with writing_into(out):
         out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise UserError(f"cannot create the output folder {out}: {err.strerror}") from None
     splits = make_splits(config)
     tools = json.dumps(tool_descriptions(), ensure_ascii=False)
-    for split, examples in splits.items():
-        lines = "".join(example.line(tools) for example in examples)
-        (out / f"{split}.jsonl").write_text(lines, encoding="utf-8", newline="\n")
-    config.save(out / CONFIG_FILE)
+    with writing_into(out):
+        for split, examples in splits.items():
+            lines = "".join(example.line(tools) for example in examples)
+            (out / f"{split}.jsonl").write_text(lines, encoding="utf-8", newline="\n")
+        config.save(out / CONFIG_FILE)
     console = Console()
     console.print(statistics(splits))
     console.print(f"wrote {', '.join(f'{split}.jsonl' for split in splits)} and {CONFIG_FILE} to {out}")
+
+
+@contextmanager
+def writing_into(out: Path) -> Iterator[None]:
+    """Turn a failure to write into `out` into a one-line UserError."""
+    try:
+        yield
+    except OSError as err:
+        raise UserError(f"cannot write the training data into {out}: {err.strerror} ({err.filename})") from None
 
 
 def make_splits(config: GenerateConfig) -> dict[str, list[Example]]:

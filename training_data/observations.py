@@ -18,7 +18,7 @@ NO_ORDER_SHARE = 0.15  # safety and equipment checks on a day without a work ord
 QUERY_FAILURES = ("unknown_site", "ambiguous_site", "bad_date")
 DETECTION_FAILURES = ("no_image", "image_unreadable")
 EQUIPMENT_FAILURE = "no_equipment_class"  # check_equipment only
-CANDIDATE_SUFFIXES = ("一期", "二期", "三期", "东区", "西区")
+CANDIDATE_SUFFIXES = ("一期", "二期", "三期")
 
 
 def error(kind: str, **fields: Any) -> Observation:
