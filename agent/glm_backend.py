@@ -10,7 +10,8 @@ is position 0, whatever the padding.
 """
 
 import time
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from agent import kv
 from agent.backend import Generation, ModelBackend, StopReason
@@ -18,6 +19,9 @@ from agent.chatglm_format import Message, encode_message, encode_prompt
 from agent.errors import UserError
 from agent.tokenizer import GLMTokenizer
 from agent.torch_compat import ensure_torchvision
+
+if TYPE_CHECKING:
+    from agent.loading import LoadOptions
 
 
 class GLMBackend(ModelBackend):
@@ -38,6 +42,14 @@ class GLMBackend(ModelBackend):
             self._virtual = kv.virtual(model)
         self._head_ids: tuple[int, ...] = ()
         self._head_kv: kv.KV = self._virtual
+
+    @classmethod
+    def load(cls, model_dir: Path, options: "LoadOptions") -> "GLMBackend":
+        """The model and tokenizer of a model folder, loaded as `options` say."""
+        from agent.loading import load_model
+
+        tokenizer = GLMTokenizer.load(model_dir)
+        return cls(load_model(model_dir, options), tokenizer)
 
     @property
     def virtual_tokens(self) -> int:

@@ -42,6 +42,7 @@ def train_tokenizer(texts: Iterable[str], out_dir: Path, *, merges: int = 600, m
         byte_fallback=True,
         character_coverage=1.0,
         split_digits=True,
+        split_by_unicode_script=False,
         allow_whitespace_only_pieces=True,
         normalization_rule_name="identity",
         remove_extra_whitespaces=False,

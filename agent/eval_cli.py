@@ -1,0 +1,70 @@
+"""`inspector eval`: accuracy and latency of a model (and its prefix) on a split, as JSON and Markdown."""
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from agent.errors import UserError
+
+SPLITS = ("test_seen", "test_unseen", "dev")
+
+
+def evaluate(
+    model: Annotated[Path, typer.Option(help="Model folder (native GLM with tokenizer.model).")],
+    split: Annotated[str, typer.Option(help="test_seen, test_unseen or dev.")] = "test_unseen",
+    data: Annotated[Path, typer.Option(help="Folder written by `inspector data generate`.")] = Path("runs/data"),
+    out: Annotated[Path, typer.Option(help="Folder for eval.json and eval.md.")] = Path("runs/eval"),
+    prefix: Annotated[Path | None, typer.Option(help="A P-tuning v2 adapter folder to load on the model.")] = None,
+    compare: Annotated[bool, typer.Option("--compare", help="Also evaluate the model without the prefix.")] = False,
+    limit: Annotated[int | None, typer.Option(help="Evaluate only the first N dialogues' items.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Items generated together.")] = 32,
+    latency_samples: Annotated[int, typer.Option(help="Unbatched timings per step for p50/p95.")] = 50,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+) -> None:
+    """Score tool calls (BFCL-style), replies and reports teacher-forced; time each step unbatched."""
+    from rich.console import Console
+
+    from agent import evaluate as ev
+    from agent.eval_report import markdown
+    from agent.glm_backend import GLMBackend
+    from agent.loading import LoadOptions
+
+    if split not in SPLITS:
+        raise UserError(f"--split must be one of {', '.join(SPLITS)}, not {split!r}")
+    path = data / f"{split}.jsonl"
+    if not path.is_file():
+        raise UserError(f"{path} does not exist; write it with `inspector data generate --out {data}`")
+    items = ev.items_of(path)[: limit or None]
+    console = Console()
+    variants = [("with prefix" if prefix else "model", prefix)]
+    if compare:
+        if prefix is None:
+            raise UserError("--compare puts the model without its prefix beside it: give --prefix too")
+        variants.insert(0, ("without prefix", None))
+    results: dict[str, Any] = {"model": str(model), "split": split, "items": len(items), "variants": {}}
+    for name, adapter in variants:
+        backend = GLMBackend.load(model, LoadOptions(device=device, prefix=adapter))  # type: ignore[arg-type]
+        with console.status(f"evaluating {name} on {len(items)} items of {split}"):
+            scored = ev.run(backend, items, batch_size=batch_size)
+            results["variants"][name] = {
+                "overall": ev.summarize(scored),
+                "by_noise": ev.by_noise(scored),
+                "latency": ev.latencies(backend, items, latency_samples),
+                "examples_of_errors": [
+                    {"step": s.item.step, "gold": str(s.item.gold), "output": s.output, "error": s.verdict}
+                    for s in scored
+                    if s.verdict != "ok"
+                ][:20],
+            }
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "eval.json").write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    table = markdown(results)
+    (out / "eval.md").write_text(table, encoding="utf-8")
+    console.print(table, markup=False, highlight=False)
+    console.print(f"wrote {out / 'eval.json'} and {out / 'eval.md'}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command(name="eval")(evaluate)
