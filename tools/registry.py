@@ -94,19 +94,26 @@ class Registry:
     def descriptions(self) -> list[dict[str, Any]]:
         return [tool.description for tool in self._tools.values()]
 
-    def call(self, name: str, arguments: object) -> Observation:
-        """Validate the arguments and run the tool; every outcome, failures included, is an observation."""
+    def validate(self, name: str, arguments: object) -> BaseModel:
+        """The validated arguments of a call; raises `Failure` for an unknown tool or bad arguments."""
         tool = self._tools.get(name)
         if tool is None:
-            return Failure("unknown_tool", tool=name).observation()
+            raise Failure("unknown_tool", tool=name)
         if not isinstance(arguments, dict):
-            return Failure("bad_arguments", tool=name, problems="参数应为 JSON 对象").observation()
+            raise Failure("bad_arguments", tool=name, problems="参数应为 JSON 对象")
         try:
-            validated = tool.arguments.model_validate(arguments)
+            return tool.arguments.model_validate(arguments)
         except ValidationError as error:
-            return Failure("bad_arguments", tool=name, problems=_problems(error)).observation()
+            raise Failure("bad_arguments", tool=name, problems=_problems(error)) from None
+
+    def call(self, name: str, arguments: object) -> Observation:
+        """Validate the arguments and run the tool; every outcome, failures included, is an observation."""
         try:
-            return tool.function(self.context, **dict(validated))
+            validated = self.validate(name, arguments)
+        except Failure as failure:
+            return failure.observation()
+        try:
+            return self._tools[name].function(self.context, **dict(validated))
         except Failure as failure:
             return failure.observation()
         except _RUNTIME_ERRORS as error:
