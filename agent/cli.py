@@ -7,7 +7,7 @@ so `inspector --help` stays fast.
 import typer
 from rich.console import Console
 
-from agent import data_cli, eval_cli, model_cli, train_cli
+from agent import chat_cli, data_cli, eval_cli, model_cli, train_cli
 from agent.errors import InspectorError
 from tools import cli as tools_cli
 
@@ -17,7 +17,14 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-for register in (data_cli.register, model_cli.register, train_cli.register, eval_cli.register, tools_cli.register):
+for register in (
+    data_cli.register,
+    model_cli.register,
+    train_cli.register,
+    eval_cli.register,
+    chat_cli.register,
+    tools_cli.register,
+):
     register(app)
 
 

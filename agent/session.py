@@ -1,0 +1,77 @@
+"""Opening an agent session from explicit paths: model (and prefix), database, detector configuration.
+
+`chat`, `run` and `replay` all build their agent here, so they run the same model, tools and limits.
+"""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from agent.chatglm_format import encode_prompt, tools_message
+from agent.memory import Memory
+from agent.state_machine import Agent, Observer
+from prompts import load
+from tools.context import DEFAULT_DETECTOR, DEMO_DATABASE, REPO
+
+DEFAULT_MODEL = REPO / "models" / "default"
+
+
+@dataclass(frozen=True)
+class SessionOptions:
+    model: Path = DEFAULT_MODEL
+    prefix: Path | None = None
+    database: Path = DEMO_DATABASE
+    detector: Path = DEFAULT_DETECTOR
+    evidence_dir: Path | None = None
+    image_roots: tuple[Path, ...] = field(default_factory=tuple)
+    device: str = "auto"
+
+
+def site_mentions(database: Path) -> "SiteMentions":
+    from tools import db
+
+    with db.reading(database) as connection:
+        return SiteMentions({name: site.name for site in db.sites(connection) for name in site.names if len(name) > 1})
+
+
+@dataclass(frozen=True)
+class SiteMentions:
+    """Which registered sites a request names: the longest names found, so 历城 inside 历城变电站 is one site."""
+
+    names: dict[str, str]  # a name or alias → the site's name
+
+    def __call__(self, text: str) -> list[str]:
+        spans = [(start, start + len(name), name) for name in self.names for start in _find_all(text, name)]
+        longest = [s for s in spans if not any(o[0] <= s[0] and s[1] <= o[1] and o != s for o in spans)]
+        return sorted({self.names[name] for _, _, name in longest})
+
+
+def _find_all(text: str, name: str) -> list[int]:
+    starts, start = [], text.find(name)
+    while start >= 0:
+        starts.append(start)
+        start = text.find(name, start + 1)
+    return starts
+
+
+def open_agent(options: SessionOptions, observer: Observer = lambda kind, payload: None) -> Agent:
+    """The agent over the shipped or given model, the tools on the given database and detector."""
+    from agent.glm_backend import GLMBackend
+    from agent.loading import LoadOptions
+    from tools.catalog import build_registry
+    from tools.context import ToolContext
+
+    backend = GLMBackend.load(options.model, LoadOptions(device=options.device, prefix=options.prefix))  # type: ignore[arg-type]
+    context = ToolContext(
+        database=options.database,
+        detector=options.detector,
+        image_roots=options.image_roots,
+        evidence_dir=options.evidence_dir,
+    )
+    registry = build_registry(context)
+    budget = backend.context - load("agent")["limits"]["max_new_tokens"]
+    memory = Memory(
+        tools_message(registry.descriptions()),
+        lambda messages: len(encode_prompt(backend.tokenizer, messages)),
+        budget,
+    )
+    return Agent(backend, registry, memory, sites_in=site_mentions(options.database), observer=observer)
