@@ -30,13 +30,14 @@ def evaluate(
     from agent.eval_report import markdown
     from agent.glm_backend import GLMBackend
     from agent.loading import LoadOptions
+    from agent.prompting import Prompting
 
     if split not in SPLITS:
         raise UserError(f"--split must be one of {', '.join(SPLITS)}, not {split!r}")
     path = data / f"{split}.jsonl"
     if not path.is_file():
         raise UserError(f"{path} does not exist; write it with `inspector data generate --out {data}`")
-    items = ev.items_of(path)[: limit or None]
+    items = ev.items_of(path, Prompting.of(prefix or model).tools_in_system)[: limit or None]
     console = Console()
     variants = [("with prefix" if prefix else "model", prefix)]
     if compare:

@@ -49,9 +49,11 @@ def step_of(history: list[Message], gold: str | ToolCall) -> str:
     return "greet" if gold == load("reports")["greeting"] else "ask"
 
 
-def items_of(path: Path) -> list[Item]:
+def items_of(path: Path, tools_in_system: bool = True) -> list[Item]:
     items = []
     for dialogue in read_dialogues(path):
+        if not tools_in_system:
+            dialogue = dialogue.model_copy(update={"tools": None})
         noise = str((dialogue.model_extra or {}).get("meta", {}).get("noise", {}).get("level", "none"))
         messages = dialogue_messages(dialogue)
         for index, message in enumerate(messages):

@@ -24,10 +24,15 @@ class Batch:
     tokens: int
 
 
-def load_examples(path: Path, tokenizer: GLMTokenizer, max_length: int) -> list[Encoded]:
-    """Encode every dialogue of `path`; one longer than `max_length` tokens is an error, never truncated."""
+def load_examples(path: Path, tokenizer: GLMTokenizer, max_length: int, tools_in_system: bool = True) -> list[Encoded]:
+    """Encode every dialogue of `path`; one longer than `max_length` tokens is an error, never truncated.
+
+    Without `tools_in_system` the dialogues' tools are left out of the prompt (see agent/prompting.py).
+    """
     examples = []
     for number, dialogue in enumerate(read_dialogues(path), start=1):
+        if not tools_in_system:
+            dialogue = dialogue.model_copy(update={"tools": None})
         example = encode_training(tokenizer, dialogue_messages(dialogue))
         if len(example.input_ids) > max_length:
             raise UserError(

@@ -1,7 +1,7 @@
 """Multi-turn memory: whole turns, cut from the oldest so that the prompt fits the model's context.
 
 A turn is kept or dropped whole — the user's words, every tool call with its observation, the reply — so a
-tool call is never kept without its observation. The system message (the tools) is always first.
+tool call is never kept without its observation. The system message (the tools), if any, is always first.
 """
 
 from collections.abc import Callable
@@ -16,20 +16,21 @@ TokenCounter = Callable[[list[Message]], int]
 class Memory:
     """The conversation so far, and a token budget for the prompt it yields."""
 
-    system: Message
+    system: Message | None  # the tools' system message, when the model is prompted with one
     count_tokens: TokenCounter
     budget: int
     turns: list[list[Message]] = field(default_factory=list)
 
     def prompt(self, current: list[Message]) -> list[Message]:
         """System message, the most recent whole turns that fit, then the current turn's messages."""
+        head = [self.system] if self.system else []
         kept: list[list[Message]] = []
         for turn in reversed(self.turns):
-            candidate = [self.system, *(m for t in [turn, *kept] for m in t), *current]
+            candidate = [*head, *(m for t in [turn, *kept] for m in t), *current]
             if self.count_tokens(candidate) > self.budget:
                 break
             kept.insert(0, turn)
-        return [self.system, *(m for turn in kept for m in turn), *current]
+        return [*head, *(m for turn in kept for m in turn), *current]
 
     def remember(self, turn: list[Message]) -> None:
         self.turns.append(turn)

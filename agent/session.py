@@ -8,6 +8,7 @@ from pathlib import Path
 
 from agent.chatglm_format import encode_prompt, tools_message
 from agent.memory import Memory
+from agent.prompting import Prompting
 from agent.state_machine import Agent, Observer
 from prompts import load
 from tools.context import DEFAULT_DETECTOR, DEMO_DATABASE, REPO
@@ -69,8 +70,9 @@ def open_agent(options: SessionOptions, observer: Observer = lambda kind, payloa
     )
     registry = build_registry(context)
     budget = backend.context - load("agent")["limits"]["max_new_tokens"]
+    prompting = Prompting.of(options.prefix or options.model)
     memory = Memory(
-        tools_message(registry.descriptions()),
+        tools_message(registry.descriptions()) if prompting.tools_in_system else None,
         lambda messages: len(encode_prompt(backend.tokenizer, messages)),
         budget,
     )

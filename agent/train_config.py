@@ -33,6 +33,7 @@ class TrainConfig:
     save_every: int = 500
     quantize: int | None = None
     seed: int = 0
+    tools_in_system: bool = True
 
     def __post_init__(self) -> None:
         if self.method not in ("full", "ptuning"):

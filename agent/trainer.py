@@ -19,6 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from agent import kv, train_log
 from agent.chatglm_format import IGNORE, Encoded
 from agent.examples import Batch, batch_order, make_batch, shared_head
+from agent.prompting import Prompting
 from agent.tokenizer import TOKENIZER_FILE, GLMTokenizer
 from agent.train_config import TrainConfig
 
@@ -78,12 +79,14 @@ def prepare_model(config: TrainConfig, base: Any) -> Any:
     """The model to train: the base itself (full), or the frozen base under a P-tuning v2 prefix."""
     if config.method == "full":
         return base
+    import torch
     from peft import PrefixTuningConfig, get_peft_model, prepare_model_for_kbit_training
 
     if config.quantize:
         # Prefix tuning refuses gradient checkpointing, so it stays off.
         base = prepare_model_for_kbit_training(base, use_gradient_checkpointing=False)
     base.requires_grad_(False)
+    torch.manual_seed(config.seed)  # the prefix starts from values the run's seed decides
     prefix = PrefixTuningConfig(
         task_type="CAUSAL_LM", num_virtual_tokens=config.pre_seq_len, prefix_projection=config.prefix_projection
     )
@@ -157,12 +160,12 @@ class Trainer:
         self.optimizer.load_state_dict(states["optimizer"])
         self.scheduler.load_state_dict(states["scheduler"])
         self.position = Position(**json.loads((directory / "position.json").read_text(encoding="utf-8")))
-        train_log.truncate_after(self.out, self.position.step)
         return True
 
     def save_model(self) -> Path:
         """The result: a model folder (full) or a peft adapter folder (ptuning), beside the run's config."""
         self.model.save_pretrained(self.out)
+        Prompting(tools_in_system=self.config.tools_in_system).save(self.out)
         if self.config.method == "full":
             shutil.copy(self.tokenizer.model_file, self.out / TOKENIZER_FILE)
         return self.out
@@ -176,6 +179,7 @@ class Trainer:
         config = self.config
         self.out.mkdir(parents=True, exist_ok=True)
         config.save(self.out)
+        train_log.truncate_after(self.out, self.position.step)  # a fresh run starts an empty log
         torch.manual_seed(config.seed)
         self.model.train()
         last: dict[str, Any] = {}
@@ -212,7 +216,7 @@ class Trainer:
         for batch in batches:
             loss = batch_loss(self.model, self.head, batch)
             (loss / tokens).backward()
-            total += float(loss)
+            total += float(loss.detach())
         torch.nn.utils.clip_grad_norm_(self.parameters, self.config.max_grad_norm)
         self.optimizer.step()
         self.scheduler.step()
@@ -238,10 +242,10 @@ class Trainer:
             dev_loss = mean_loss(self.model, self.head, self.dev, self.tokenizer.pad_id, max(config.batch_size, 8))
             self.model.train()
             record = {**(record or {"step": step, "epoch": self.position.epoch}), "dev_loss": dev_loss}
-            if step < config.max_steps:
-                train_log.plot(self.out)
         if record is not None:
             train_log.append(self.out, record)
+            if "dev_loss" in record and step < config.max_steps:
+                train_log.plot(self.out)
             status = f"loss {record.get('loss', float('nan')):.4f}"
             if "examples_per_s" in record:
                 status += f"  {record['examples_per_s']:.1f} ex/s"
