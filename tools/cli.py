@@ -2,8 +2,9 @@
 
 import typer
 
-from tools import db_cli
+from tools import db_cli, detect_cli
 
 
 def register(app: typer.Typer) -> None:
     db_cli.register(app)
+    app.command()(detect_cli.detect)
