@@ -52,5 +52,30 @@ def convert_chatglm3(
         console.print(f"tokenizer copied from {record.tokenizer}")
 
 
+@model.command("import-chatglm3-prefix")
+def import_chatglm3_prefix(
+    src: Annotated[
+        Path,
+        typer.Argument(
+            help="Checkpoint of ChatGLM3's P-tuning v2 scripts: config.json with pre_seq_len, and "
+            "pytorch_model.bin or model.safetensors holding transformer.prefix_encoder.*.",
+            show_default=False,
+        ),
+    ],
+    dst: Annotated[Path, typer.Argument(help="Folder for the peft prefix-tuning adapter.", show_default=False)],
+    base: Annotated[
+        Path, typer.Option(help="The native GLM model converted from the ChatGLM3 the prefix was trained on.")
+    ],
+) -> None:
+    """Import a ChatGLM3 P-tuning v2 prefix as an adapter for --base (load it with its folder as the prefix)."""
+    from rich.console import Console
+
+    from agent.chatglm3_prefix import import_chatglm3_prefix as run_import
+
+    imported = run_import(src, dst, base)
+    mlp = ", ChatGLM3's prefix MLP applied" if imported.projected else ""
+    Console().print(f"wrote {dst}: {imported.pre_seq_len} virtual tokens for {imported.layers} layers{mlp}")
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(model, name="model")
