@@ -101,9 +101,7 @@ def test_only_the_prefix_trains_and_reloads_exactly(base, data, tmp_path, monkey
         assert torch.equal(weight, original), name
     reloaded = load_model(base, LoadOptions(device="cpu", prefix=tmp_path / "out"))
     with torch.no_grad():
-        for (key, value), (key_again, value_again) in zip(
-            kv.virtual(model.eval()), kv.virtual(reloaded), strict=True
-        ):
+        for (key, value), (key_again, value_again) in zip(kv.virtual(model.eval()), kv.virtual(reloaded), strict=True):
             assert torch.equal(key, key_again) and torch.equal(value, value_again)
 
 
