@@ -84,3 +84,41 @@ def detect(
         Console().print(table)
     if failed:
         raise UserError(f"{failed} of {len(paths)} image(s) could not be checked")
+
+
+def train_detector(
+    data: Annotated[Path, typer.Option(help="The dataset's YOLO data.yaml (train/val image folders, class names).")],
+    out: Annotated[Path, typer.Option(help="Folder for weights.pt, detector.json and training.json.")] = Path(
+        "runs/detector"
+    ),
+    role: Annotated[
+        list[str] | None, typer.Option(help="CLASS=ROLE (person, head, helmet, no_helmet, equipment); repeatable.")
+    ] = None,
+    model: Annotated[
+        str, typer.Option(help="Start from: a local .pt, package:<pkg>/<file>, or an architecture like yolov8n.yaml.")
+    ] = "package:fall_detection/models/best.pt",
+    epochs: Annotated[int, typer.Option(min=1)] = 50,
+    image_size: Annotated[int, typer.Option(min=32, help="Training and inference image size.")] = 640,
+    batch: Annotated[int, typer.Option(min=1)] = 16,
+    device: Annotated[str, typer.Option(help="cpu, or a CUDA device such as 0.")] = "cpu",
+    seed: int = 0,
+) -> None:
+    """Train a YOLO detector on your own photos (offline) and write a detector config for it.
+
+    Classes named like a role (person, helmet, ...) get that role; map others with --role, e.g. for the
+    Safety-Helmet-Wearing-Dataset: --role hat=helmet --role person=no_helmet.
+    """
+    from tools.train_detector import Training, read_dataset, roles, train
+
+    classes = read_dataset(data).classes
+    mapped = roles(classes, role or [])
+    console = Console(highlight=False, soft_wrap=True)
+    ignored = [name for name in classes if name not in mapped]
+    if ignored:
+        console.print(f"[yellow]classes without a role, ignored when detecting:[/] {', '.join(ignored)}")
+    training = Training(
+        data=str(data.resolve()), base=model, classes=mapped, epochs=epochs, image_size=image_size, batch=batch,
+        device=device, seed=seed,
+    )  # fmt: skip
+    config = train(training, out)
+    console.print(f"weights: {out / 'weights.pt'}\ndetector config: {config}  (use it with --detector {config})")

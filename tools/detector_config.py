@@ -63,16 +63,25 @@ def save_config(config: DetectorConfig, path: Path) -> None:
     path.write_text(json.dumps(config.model_dump(mode="json"), ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
 
 
-def weights_path(spec: ModelSpec, config_path: Path) -> Path:
-    """The explicit local file a model's `weights` names; it must exist. Nothing is downloaded."""
-    if spec.weights.startswith(PACKAGE_PREFIX):
-        package, _, inner = spec.weights.removeprefix(PACKAGE_PREFIX).partition("/")
+def local_file(reference: str, folder: Path) -> Path:
+    """The existing local file `reference` names: `package:<package>/<file>` inside an installed package,
+    or a path (relative to `folder`). Nothing is looked up online."""
+    if reference.startswith(PACKAGE_PREFIX):
+        package, _, inner = reference.removeprefix(PACKAGE_PREFIX).partition("/")
         found = importlib.util.find_spec(package) if package.isidentifier() else None
         if found is None or not found.submodule_search_locations:
-            raise ConfigError(f"model {spec.name}: package {package!r} is not installed (see requirements-models.lock)")
+            raise ConfigError(f"package {package!r} is not installed (see requirements-models.lock)")
         path = Path(found.submodule_search_locations[0]) / inner
     else:
-        path = config_path.parent / Path(spec.weights).expanduser()
+        path = folder / Path(reference).expanduser()
     if not path.is_file():
-        raise ConfigError(f"model {spec.name}: no weights file at {path}")
+        raise ConfigError(f"no weights file at {path}")
     return path.resolve()
+
+
+def weights_path(spec: ModelSpec, config_path: Path) -> Path:
+    """The explicit local weights file of a model; it must exist. Nothing is downloaded."""
+    try:
+        return local_file(spec.weights, config_path.parent)
+    except ConfigError as error:
+        raise ConfigError(f"model {spec.name}: {error}") from None

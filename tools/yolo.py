@@ -20,25 +20,17 @@ def _restore_pil_open() -> None:
         Image.open = patches._image_open
 
 
-@cache
-def load(weights: Path) -> Any:
-    """An ultralytics YOLO detection model, ready to predict; each file is loaded once per process.
-
-    Ultralytics never reaches the network here (YOLO_OFFLINE), and its device set-up, which lowers torch
-    to one thread less than the machine has, runs during a warm-up whose thread count is then restored.
-    """
+def open_checkpoint(weights: Path) -> Any:
+    """A new ultralytics YOLO detection model from a local checkpoint (YOLO_OFFLINE: nothing is fetched)."""
     if not weights.is_file():
         raise ConfigError(f"no weights file at {weights}")
     os.environ.setdefault("YOLO_OFFLINE", "1")
     from agent.torch_compat import ensure_torchvision
 
     ensure_torchvision()
-    import numpy as np
-    import torch
     from ultralytics import YOLO
 
     _restore_pil_open()
-    threads = torch.get_num_threads()
     try:
         model = YOLO(str(weights), task="detect")
     except Exception as error:  # unpickling a foreign file can fail in any way
@@ -46,6 +38,21 @@ def load(weights: Path) -> Any:
     if model.task != "detect":
         raise ConfigError(f"{weights}: a YOLO {model.task} model, not a detection model")
     adapt(model.model)
+    return model
+
+
+@cache
+def load(weights: Path) -> Any:
+    """The checkpoint ready to predict, loaded once per process.
+
+    Ultralytics' device set-up, which lowers torch to one thread less than the machine has, runs during a
+    warm-up whose thread count is then restored.
+    """
+    import numpy as np
+    import torch
+
+    threads = torch.get_num_threads()
+    model = open_checkpoint(weights)
     model.predict(np.zeros((32, 32, 3), dtype=np.uint8), verbose=False)
     torch.set_num_threads(threads)
     return model
