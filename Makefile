@@ -8,7 +8,7 @@ setup:
 	@scripts/setup.sh
 
 start: setup
-	@$(BIN)/inspector start
+	@$(BIN)/inspector chat
 
 test: setup
 	@$(BIN)/python -m ruff check .

@@ -86,8 +86,9 @@ def check_model_dir(model_dir: Path) -> None:
         raise ConfigError(f"model folder {model_dir} does not exist")
     model_type = read_json(model_dir / CONFIG_FILE).get("model_type")
     if model_type == "chatglm":
-        raise ConfigError(f"{model_dir} holds ChatGLM's own format: convert it with "
-                          "`inspector model convert-chatglm3` first")
+        raise ConfigError(
+            f"{model_dir} holds ChatGLM's own format: convert it with `inspector model convert-chatglm3` first"
+        )
     if model_type != "glm":
         raise ConfigError(f"{model_dir / CONFIG_FILE} is not a GLM model (model_type {model_type!r})")
     if (model_dir / WEIGHTS_INDEX).is_file():
@@ -106,8 +107,10 @@ def check_prefix(prefix_dir: Path, base: "PreTrainedConfig") -> None:
     kv_width = base.head_dim * base.num_key_value_heads
     for key, base_value in (("num_layers", base.num_hidden_layers), ("token_dim", kv_width)):
         if adapter.get(key) != base_value:
-            raise ConfigError(f"{prefix_dir} was trained for another base: its {key} is {adapter.get(key)}, "
-                              f"the model's is {base_value}")
+            raise ConfigError(
+                f"{prefix_dir} was trained for another base: its {key} is {adapter.get(key)}, "
+                f"the model's is {base_value}"
+            )
     weights = prefix_dir / ADAPTER_WEIGHTS
     if not weights.is_file():
         raise ConfigError(f"{prefix_dir} lacks {ADAPTER_WEIGHTS}")
@@ -118,8 +121,10 @@ def check_prefix(prefix_dir: Path, base: "PreTrainedConfig") -> None:
         raise ConfigError(f"{weights} holds no {_PREFIX_TENSOR}: {err}") from None
     expected = [adapter.get("num_virtual_tokens"), 2 * base.num_hidden_layers * kv_width]
     if shape != expected:
-        raise ConfigError(f"{weights}: {_PREFIX_TENSOR} is {shape}, but {ADAPTER_CONFIG} and the model "
-                          f"imply {expected} (num_virtual_tokens × 2·layers·key/value width)")
+        raise ConfigError(
+            f"{weights}: {_PREFIX_TENSOR} is {shape}, but {ADAPTER_CONFIG} and the model "
+            f"imply {expected} (num_virtual_tokens × 2·layers·key/value width)"
+        )
 
 
 def resolve_device(device: Device) -> str:
@@ -149,9 +154,7 @@ def quantization_config(bits: Bits, compute_dtype: "torch.dtype") -> "BitsAndByt
     from transformers import BitsAndBytesConfig
 
     if bits == 4:
-        return BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=compute_dtype
-        )
+        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=compute_dtype)
     return BitsAndBytesConfig(load_in_8bit=True)
 
 

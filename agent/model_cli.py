@@ -18,9 +18,7 @@ def convert_chatglm3(
             show_default=False,
         ),
     ],
-    dst: Annotated[
-        Path, typer.Argument(help="New (or empty) folder for the native GLM model.", show_default=False)
-    ],
+    dst: Annotated[Path, typer.Argument(help="New (or empty) folder for the native GLM model.", show_default=False)],
     tokenizer: Annotated[
         Path | None,
         typer.Option(help="ChatGLM3 tokenizer.model to copy into DST when SRC has none.", show_default=False),
