@@ -139,14 +139,16 @@ def work_orders(rng: random.Random, captures: Captures) -> list[dict[str, str]]:
             for check in sorted(rng.sample(CHECKS, rng.randint(1, 3)), key=CHECKS.index):
                 persons = shown.get(day)
                 expected = max(0, persons + rng.choice((-1, 0, 0, 1))) if persons is not None else rng.randint(2, 40)
-                rows.append({
-                    "site": name,
-                    "date": day.isoformat(),
-                    "check": check,
-                    "expected_workers": str(expected),
-                    "leader": leader,
-                    "equipment": "、".join(rng.sample(EQUIPMENT, rng.randint(1, 4))) if check == "设备检查" else "",
-                })
+                rows.append(
+                    {
+                        "site": name,
+                        "date": day.isoformat(),
+                        "check": check,
+                        "expected_workers": str(expected),
+                        "leader": leader,
+                        "equipment": "、".join(rng.sample(EQUIPMENT, rng.randint(1, 4))) if check == "设备检查" else "",
+                    }
+                )
     return rows
 
 

@@ -117,8 +117,14 @@ def train_detector(
     if ignored:
         console.print(f"[yellow]classes without a role, ignored when detecting:[/] {', '.join(ignored)}")
     training = Training(
-        data=str(data.resolve()), base=model, classes=mapped, epochs=epochs, image_size=image_size, batch=batch,
-        device=device, seed=seed,
-    )  # fmt: skip
+        data=str(data.resolve()),
+        base=model,
+        classes=mapped,
+        epochs=epochs,
+        image_size=image_size,
+        batch=batch,
+        device=device,
+        seed=seed,
+    )
     config = train(training, out)
     console.print(f"weights: {out / 'weights.pt'}\ndetector config: {config}  (use it with --detector {config})")

@@ -110,17 +110,30 @@ def train(training: Training, out: Path) -> Path:
     threads = torch.get_num_threads()
     model = _base_model(training.base)
     model.train(
-        data=str(out / "data.yaml"), epochs=training.epochs, imgsz=training.image_size, batch=training.batch,
-        device=training.device, seed=training.seed, deterministic=True, workers=0, plots=False,
-        project=str(out.resolve()), name="run", exist_ok=True, verbose=False,
-    )  # fmt: skip
+        data=str(out / "data.yaml"),
+        epochs=training.epochs,
+        imgsz=training.image_size,
+        batch=training.batch,
+        device=training.device,
+        seed=training.seed,
+        deterministic=True,
+        workers=0,
+        plots=False,
+        project=str(out.resolve()),
+        name="run",
+        exist_ok=True,
+        verbose=False,
+    )
     torch.set_num_threads(threads)
     produced = out / "run" / "weights"
     shutil.copyfile(next(p for p in (produced / "best.pt", produced / "last.pt") if p.is_file()), out / "weights.pt")
     spec = ModelSpec(
-        name=out.name, weights="weights.pt", classes=training.classes,
-        confidence=training.confidence, image_size=training.image_size,
-    )  # fmt: skip
+        name=out.name,
+        weights="weights.pt",
+        classes=training.classes,
+        confidence=training.confidence,
+        image_size=training.image_size,
+    )
     config = DetectorConfig(models=(spec,))
     save_config(config, out / "detector.json")
     Detector(config, out / "detector.json")  # the trained classes must be the ones mapped
