@@ -24,6 +24,39 @@ def evaluate(
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
 ) -> None:
     """Score tool calls (BFCL-style), replies and reports teacher-forced; time each step unbatched."""
+    if split not in SPLITS:
+        raise UserError(f"--split must be one of {', '.join(SPLITS)}, not {split!r}")
+    if compare and prefix is None:
+        raise UserError("--compare puts the model without its prefix beside it: give --prefix too")
+    path = data / f"{split}.jsonl"
+    if not path.is_file():
+        raise UserError(f"{path} does not exist; write it with `inspector data generate --out {data}`")
+    run_evaluation(
+        model,
+        path,
+        out,
+        prefix=prefix,
+        compare=compare,
+        limit=limit,
+        batch_size=batch_size,
+        latency_samples=latency_samples,
+        device=device,
+    )
+
+
+def run_evaluation(
+    model: Path,
+    path: Path,
+    out: Path,
+    *,
+    prefix: Path | None = None,
+    compare: bool = False,
+    limit: int | None = None,
+    batch_size: int = 32,
+    latency_samples: int = 50,
+    device: str = "auto",
+) -> dict[str, Any]:
+    """Evaluate on the dialogues of `path`; writes `eval.json` and `eval.md` into `out` and prints the table."""
     from rich.console import Console
 
     from agent import evaluate as ev
@@ -32,22 +65,15 @@ def evaluate(
     from agent.loading import LoadOptions
     from agent.prompting import Prompting
 
-    if split not in SPLITS:
-        raise UserError(f"--split must be one of {', '.join(SPLITS)}, not {split!r}")
-    path = data / f"{split}.jsonl"
-    if not path.is_file():
-        raise UserError(f"{path} does not exist; write it with `inspector data generate --out {data}`")
     items = ev.items_of(path, Prompting.of(prefix or model).tools_in_system)[: limit or None]
     console = Console()
     variants = [("with prefix" if prefix else "model", prefix)]
     if compare:
-        if prefix is None:
-            raise UserError("--compare puts the model without its prefix beside it: give --prefix too")
         variants.insert(0, ("without prefix", None))
-    results: dict[str, Any] = {"model": str(model), "split": split, "items": len(items), "variants": {}}
+    results: dict[str, Any] = {"model": str(model), "split": path.stem, "items": len(items), "variants": {}}
     for name, adapter in variants:
         backend = GLMBackend.load(model, LoadOptions(device=device, prefix=adapter))  # type: ignore[arg-type]
-        with console.status(f"evaluating {name} on {len(items)} items of {split}"):
+        with console.status(f"evaluating {name} on {len(items)} items of {path.stem}"):
             scored = ev.run(backend, items, batch_size=batch_size)
             results["variants"][name] = {
                 "overall": ev.summarize(scored),
@@ -65,6 +91,7 @@ def evaluate(
     (out / "eval.md").write_text(table, encoding="utf-8")
     console.print(table, markup=False, highlight=False)
     console.print(f"wrote {out / 'eval.json'} and {out / 'eval.md'}")
+    return results
 
 
 def register(app: typer.Typer) -> None:

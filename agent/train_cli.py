@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from agent.chatglm_format import Encoded
     from agent.tokenizer import GLMTokenizer
 
-train = typer.Typer(help="Train the language model: P-tuning v2 prefixes.", no_args_is_help=True)
+train = typer.Typer(help="Train the language model: P-tuning v2 prefixes, the shipped default.", no_args_is_help=True)
 
 DEFAULTS = {field.name: field.default for field in fields(TrainConfig)}
 SPLITS = ("train", "dev")
@@ -178,6 +178,28 @@ def print_summary(console: "Console", config: TrainConfig) -> None:
     ):
         table.add_row(label, str(out / name))
     console.print(table)
+
+
+@train.command()
+def default(
+    out: Annotated[Path, typer.Option(help="Where the model goes (the shipped one is models/default).")] = Path(
+        "models/default"
+    ),
+    work: Annotated[Path, typer.Option(help="Generated data, tokenizer and evaluations.")] = Path("runs/default"),
+    max_steps: Annotated[int | None, typer.Option(help="Override the recipe's optimizer steps.")] = None,
+    evaluate: Annotated[bool, typer.Option(help="Evaluate on test_seen and test_unseen afterwards.")] = True,
+) -> None:
+    """Rebuild the shipped default model from nothing, deterministically (data → tokenizer → GLM → training)."""
+    from dataclasses import replace
+
+    from agent.default_model import Recipe, build
+    from agent.eval_cli import run_evaluation
+
+    recipe = Recipe() if max_steps is None else replace(Recipe(), max_steps=max_steps)
+    build(out, recipe, work)
+    if evaluate:
+        for split in ("test_seen", "test_unseen"):
+            run_evaluation(out, work / "data" / f"{split}.jsonl", work / "eval" / split, device="cpu")
 
 
 def register(app: typer.Typer) -> None:

@@ -1,0 +1,37 @@
+"""The default-model recipe, at toy size: it runs end to end, and twice gives bit-identical weights."""
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from agent.default_model import RECIPE_FILE, Recipe, build
+from agent.prompting import Prompting
+from agent.session import DEFAULT_MODEL
+
+TOY = replace(Recipe(), data_size=40, merges=50, hidden=32, layers=1, heads=2, ffn=64, context=1024)
+TOY = replace(TOY, batch_size=4, max_steps=3, eval_every=3, warmup_steps=1)
+
+
+def test_build_is_deterministic(tmp_path):
+    from safetensors.torch import load_file
+
+    first = build(tmp_path / "a" / "model", TOY, tmp_path / "a" / "work")
+    second = build(tmp_path / "b" / "model", TOY, tmp_path / "b" / "work")
+    weights = [load_file(model / "model.safetensors") for model in (first, second)]
+    assert weights[0].keys() == weights[1].keys()
+    assert all((weights[0][k] == weights[1][k]).all() for k in weights[0])
+    for name in ("config.json", "tokenizer.model", "train_config.json", "loss_curve.png", RECIPE_FILE):
+        assert (first / name).is_file(), name
+    assert Prompting.of(first) == Prompting(tools_in_system=False)
+    assert (first / "tokenizer.model").read_bytes() == (second / "tokenizer.model").read_bytes()
+
+
+def test_the_shipped_default_matches_its_recipe():
+    if not (DEFAULT_MODEL / RECIPE_FILE).is_file():
+        pytest.skip("models/default is not built")
+    import json
+
+    recorded = json.loads((DEFAULT_MODEL / RECIPE_FILE).read_text(encoding="utf-8"))
+    assert recorded == Recipe().__dict__ | {"max_steps": recorded["max_steps"]}
+    assert sum(f.stat().st_size for f in Path(DEFAULT_MODEL).iterdir()) < 30 * 2**20
