@@ -7,7 +7,7 @@ so `inspector --help` stays fast.
 import typer
 from rich.console import Console
 
-from agent import chat_cli, data_cli, eval_cli, model_cli, train_cli
+from agent import chat_cli, data_cli, eval_cli, model_cli, run_cli, train_cli
 from agent.errors import InspectorError
 from tools import cli as tools_cli
 
@@ -23,6 +23,7 @@ for register in (
     train_cli.register,
     eval_cli.register,
     chat_cli.register,
+    run_cli.register,
     tools_cli.register,
 ):
     register(app)

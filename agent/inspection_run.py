@@ -1,0 +1,219 @@
+"""The scripted inspection run: every item through the full agent, each result appended to `results.jsonl`.
+
+An item is run as one fresh turn (empty memory) with its own tools: the catalog's tools on the run's
+database and detector, writing evidence images to `evidence/<key>/` in the run's folder. When the item
+names an image, the agent's detection calls are bound to it: whatever site or date the model passes to
+count_people / check_helmets / check_equipment, the detector answers about the item's image (the call is
+recorded as the model made it, the observation names the image). The work order is looked up as the
+model asks, from the site and date the request says.
+
+An item fails when it cannot be run, when its turn ends without a report (failed, rejected, or a greeting
+or question back), when a tool answers with an error (an unreadable image, an unknown site), or when
+anything raises; the failure is recorded and the run goes on. Re-running skips the items whose latest
+record is ok and retries the others.
+"""
+
+import datetime as dt
+import json
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from textwrap import shorten
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
+
+from agent.audit import AuditLog
+from agent.errors import ConfigError
+from agent.reports import DETECTOR_FOR, error_of, outcome
+from agent.run_items import Item
+from agent.run_results import Record, Results
+from agent.state_machine import CHECK_OF_DETECTOR, WORK_ORDER, Agent, State, Turn
+from tools.catalog import TOOLS
+from tools.context import ToolContext
+from tools.observations import Observation
+from tools.registry import Registry
+
+CONFIG_FILE = "run.json"
+RESULTS_FILE = "results.jsonl"
+REPORT_FILE = "report.md"
+EVIDENCE_DIR = "evidence"
+ToolsFor = Callable[[Item, Path], Registry]  # an item's tools, given its evidence folder
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """What decides an item's answer, saved as run.json: a run resumes only with the same."""
+
+    model: str
+    prefix: str | None
+    database: str
+    detector: str
+
+    @classmethod
+    def of(cls, model: Path, prefix: Path | None, database: Path, detector: Path) -> "RunConfig":
+        """The configuration of these paths, resolved: the same folders however they were written."""
+        resolved = str(prefix.resolve()) if prefix else None
+        return cls(str(model.resolve()), resolved, str(database.resolve()), str(detector.resolve()))
+
+    def save(self, out: Path) -> None:
+        (out / CONFIG_FILE).write_text(json.dumps(asdict(self), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+    @classmethod
+    def load(cls, out: Path) -> "RunConfig | None":
+        path = out / CONFIG_FILE
+        if not path.is_file():
+            return None
+        try:
+            saved = json.loads(path.read_text(encoding="utf-8"))
+            return cls(**{f.name: saved[f.name] for f in fields(cls)})
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as err:
+            raise ConfigError(f"{path} is not a run configuration ({err}); remove it or use another --out") from None
+
+    def check_resumes(self, out: Path) -> None:
+        """Raises ConfigError when `out` holds a run made with other settings."""
+        saved = RunConfig.load(out)
+        if saved is not None and saved != self:
+            changed = ", ".join(
+                f"{f.name} {getattr(saved, f.name)}"
+                for f in fields(self)
+                if getattr(saved, f.name) != getattr(self, f.name)
+            )
+            raise ConfigError(f"{out} holds a run made with {changed}; use the same options or another --out")
+
+
+class ItemTools(Registry):
+    """The catalog's tools for one item; with an item image, every detection call is about that image."""
+
+    def __init__(self, context: ToolContext, image: str | None) -> None:
+        super().__init__(context)
+        self.image = image
+        for tool in TOOLS:
+            self.add(tool)
+
+    def call(self, name: str, arguments: object) -> Observation:
+        if self.image is not None and name in CHECK_OF_DETECTOR:
+            arguments = {"image": self.image}
+        return super().call(name, arguments)
+
+
+def catalog_tools(context: ToolContext) -> ToolsFor:
+    """Each item's tools: the catalog's on `context`, with the item's evidence folder and image."""
+    return lambda item, evidence: ItemTools(replace(context, evidence_dir=evidence), item.image)
+
+
+def image_roots(items: list[Item]) -> tuple[Path, ...]:
+    """The folders of the items' images: the run may read them (the operator named them)."""
+    return tuple(sorted({Path(item.image).parent for item in items if item.image}))
+
+
+def failure(turn: Turn) -> str | None:
+    """Why a finished turn is not an inspection result, or None."""
+    for run in turn.tools:
+        if (error := error_of(run.observation)) is not None:
+            return f"{run.name}: {error}"
+    if turn.state is State.DONE:
+        return None
+    if turn.state in (State.GREET, State.ASK_BACK):
+        return f"no inspection; the agent replied: {turn.reply}"
+    return turn.reply
+
+
+def findings(turn: Turn) -> dict[str, Any]:
+    """The check, its outcome and what was inspected (site, date, image), as the observations say."""
+    work_order = next((run for run in reversed(turn.tools) if run.name == WORK_ORDER), None)
+    if work_order is None:
+        return {"check": None, "outcome": None, "inspected": {}}
+    check = work_order.arguments["check"]
+    detection = next((run for run in reversed(turn.tools) if run.name == DETECTOR_FOR[check]), None)
+    order, detected = work_order.observation, detection.observation if detection else None
+    answered = detected is not None and error_of(order) is None and error_of(detected) is None
+    inspected = {"site": order.get("site"), "date": order.get("date"), "image": (detected or {}).get("image")}
+    return {"check": check, "outcome": outcome(check, order, detected) if answered else None, "inspected": inspected}
+
+
+class _Rate(ProgressColumn):
+    def render(self, task: Task) -> Text:
+        return Text(f"{task.speed:.2f} items/s" if task.speed else "– items/s", style="progress.data.speed")
+
+
+class Run:
+    """Runs items through one agent, appending each result to the run folder's results.jsonl."""
+
+    def __init__(self, agent: Agent, results: Results, tools_for: ToolsFor, audit: AuditLog | None) -> None:
+        self.agent, self.results, self.tools_for, self.audit = agent, results, tools_for, audit
+        self.out = results.path.parent
+
+    def inspect(self, item: Item) -> Record:
+        """The item's record; the item's own failures are recorded, never raised."""
+        started = time.perf_counter()
+        evidence = self.out / EVIDENCE_DIR / item.key
+        done: Record = {"state": None, "reply": "", "flagged": False, "check": None, "outcome": None}
+        done |= {"inspected": {}, "tools": [], "evidence": []}
+        error = item.problem
+        if error is None:
+            try:
+                turn = self._turn(item, evidence)
+            except Exception as crash:  # one item's crash must not end the run: it is recorded instead
+                error = f"{type(crash).__name__}: {crash}"
+            else:
+                error, done = failure(turn), self._done(turn, evidence)
+        return {
+            "key": item.key,
+            "where": item.where,
+            **item.fields(),
+            "status": "failed" if error else "ok",
+            "error": error,
+            **done,
+            "seconds": round(time.perf_counter() - started, 3),
+            "time": dt.datetime.now().isoformat(timespec="seconds"),
+        }
+
+    def _turn(self, item: Item, evidence: Path) -> Turn:
+        """The agent's turn on the item's request: fresh memory, the item's tools and evidence folder."""
+        shutil.rmtree(evidence, ignore_errors=True)
+        self.agent.registry = self.tools_for(item, evidence)
+        self.agent.memory.reset()
+        turn = self.agent.turn(item.request)
+        if self.audit is not None:
+            self.audit.write(turn, item=item.key)
+        return turn
+
+    def _done(self, turn: Turn, evidence: Path) -> Record:
+        files = sorted(path for path in evidence.rglob("*") if path.is_file()) if evidence.is_dir() else []
+        return {
+            "state": turn.state.value,
+            "reply": turn.reply,
+            "flagged": turn.flagged,
+            **findings(turn),
+            "tools": [asdict(run) for run in turn.tools],
+            "evidence": [path.relative_to(self.out).as_posix() for path in files],
+        }
+
+    def run(self, items: list[Item], console: Console) -> None:
+        """Inspect `items` in order with a progress bar; a failed item is reported and the run goes on."""
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), _Rate())
+        failed = 0
+        with Progress(*columns, TimeElapsedColumn(), TimeRemainingColumn(), console=console) as progress:
+            task = progress.add_task("inspecting", total=len(items))
+            for item in items:
+                record = self.inspect(item)
+                self.results.append(record)
+                if record["status"] == "failed":
+                    failed += 1
+                    error = shorten(record["error"], 160, placeholder=" …")
+                    progress.console.print(Text.assemble(("failed", "yellow"), f" {item.where}: {error}"))
+                progress.update(task, advance=1, description=f"inspecting · {failed} failed")
