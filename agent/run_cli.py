@@ -1,4 +1,4 @@
-"""`inspector run`: scripted inspection runs."""
+"""`inspector run` (scripted inspection runs) and `inspector replay` (canned-dialogue regression tests)."""
 
 from enum import StrEnum
 from pathlib import Path
@@ -88,5 +88,46 @@ def run(
         raise typer.Exit(1)
 
 
+def replay(
+    files: Annotated[list[Path], typer.Argument(help="Dialogues in ChatGLM3's fine-tuning format (JSONL).")],
+    live: Annotated[bool, typer.Option("--live", help="Run the real tools instead of the recorded ones.")] = False,
+    junit: Annotated[Path | None, typer.Option(help="Also write the results as JUnit XML.")] = None,
+    model: ModelOption = DEFAULT_MODEL,
+    prefix: PrefixOption = None,
+    db: DatabaseOption = DEMO_DATABASE,
+    detector: DetectorOption = DEFAULT_DETECTOR,
+    device: DeviceOption = "auto",
+) -> None:
+    """Replay canned dialogues and compare the agent's tool calls and replies with the recorded ones."""
+    from rich.console import Console
+    from rich.text import Text
+
+    from agent import replay as rp
+    from agent.session import SessionOptions, open_agent
+
+    missing = [str(path) for path in files if not path.is_file()]
+    if missing:
+        raise UserError(f"no such file: {', '.join(missing)}")
+    console = Console(highlight=False)
+    options = SessionOptions(model=model, prefix=prefix, database=db, detector=detector, device=device)
+    with console.status("加载模型与工具…"):
+        replayer = rp.Replayer(open_agent(options), live=live)
+    results = []
+    for path in files:
+        with console.status(f"replaying {path}"):
+            results.append(replayer.file(path))
+    for result in (dialogue for f in results for dialogue in f.failed):
+        console.print(Text.assemble(("FAILED", "bold red"), f" {result.name}"))
+        console.print(result.diff, markup=False, highlight=False)
+    console.print(rp.summary(results))
+    if junit is not None:
+        junit.parent.mkdir(parents=True, exist_ok=True)
+        rp.junit(results).write(junit, encoding="utf-8", xml_declaration=True)
+        console.print(f"wrote {junit}", markup=False)
+    if any(f.failed for f in results):
+        raise typer.Exit(1)
+
+
 def register(app: typer.Typer) -> None:
     app.command()(run)
+    app.command()(replay)
