@@ -72,23 +72,32 @@ def test_recorded_work_orders_are_what_the_demo_database_answers():
                     assert tools.call(message.name, message.parameters) == message.observation, message
 
 
-def test_an_altered_dialogue_fails_with_a_readable_diff(tmp_path):
-    original = ROOT / "tests" / "dialogues" / "people.jsonl"
-    lines = original.read_text(encoding="utf-8").splitlines()
+def altered_people(tmp_path):
+    """people.jsonl with its first dialogue altered: another site in the first call, another report."""
+    lines = (ROOT / "tests" / "dialogues" / "people.jsonl").read_text(encoding="utf-8").splitlines()
     dialogue = json.loads(lines[0])
     dialogue["conversations"][1]["parameters"]["site"] = "青岛"
     dialogue["conversations"][-1]["content"] = "[人数检测] 应到1人, 实到2人, 人数异常, 可能存在非法进入"
     altered = tmp_path / "people.jsonl"
     altered.write_text("\n".join([json.dumps(dialogue, ensure_ascii=False), *lines[1:]]) + "\n", encoding="utf-8")
-    result = Replayer(echo_agent(original)).file(altered)
+    return altered
+
+
+def assert_fails_readably(result) -> None:
     [failed] = result.failed
-    assert failed.name == "people.jsonl #1 normal" and len(result.dialogues) == len(lines)
+    assert failed.name == "people.jsonl #1 normal"
     diff = failed.diff.splitlines()
     assert diff[:2] == ["--- recorded", "+++ replayed"]
     assert " user 查查在济南工地2024-05-24人数嘛" in diff
     assert "-call query_work_order(site='青岛', check='人数检测', date='2024-05-24')" in diff
     assert "+call query_work_order(site='济南', check='人数检测', date='2024-05-24')" in diff
     assert "-reply [人数检测] 应到1人, 实到2人, 人数异常, 可能存在非法进入" in diff
+
+
+def test_an_altered_dialogue_fails_with_a_readable_diff(tmp_path):
+    result = Replayer(echo_agent(ROOT / "tests" / "dialogues" / "people.jsonl")).file(altered_people(tmp_path))
+    assert_fails_readably(result)
+    diff = result.failed[0].diff.splitlines()
     assert "+reply [人数检测] 应到1人, 实到1人, 无人缺勤, 正常出工" in diff
     assert any(line.startswith("+flagged done: the agent replied [人数检测] 无法完成") for line in diff)
 
@@ -164,7 +173,7 @@ def test_inspector_replay_exits_1_prints_the_diff_and_writes_junit(tmp_path, tin
     assert missing.exit_code != 0 and "no such file" in str(missing.exception)
 
 
-def test_the_shipped_model_passes_the_canned_dialogues():
+def test_the_shipped_model_passes_the_canned_dialogues_and_fails_an_altered_one(tmp_path):
     if not (DEFAULT_MODEL / "config.json").is_file():
         pytest.skip(f"no shipped default model at {DEFAULT_MODEL} (build it with `inspector train default`)")
     from agent.session import SessionOptions, open_agent
@@ -172,3 +181,4 @@ def test_the_shipped_model_passes_the_canned_dialogues():
     replayer = Replayer(open_agent(SessionOptions(device="cpu")))
     failed = [result for path in CANNED for result in replayer.file(path).failed]
     assert not failed, "\n\n".join(f"{r.name}\n{r.diff}" for r in failed)
+    assert_fails_readably(replayer.file(altered_people(tmp_path)))
