@@ -59,11 +59,11 @@ def run(
     else:
         raise UserError("give either --manifest FILE, or --images DIR with --site SITE")
     out.mkdir(parents=True, exist_ok=True)
-    config = RunConfig.of(model, prefix, db, detector)
-    config.check_resumes(out)
-    config.save(out)
     console = Console(markup=False, highlight=False)
     results = Results(out / RESULTS_FILE)
+    config = RunConfig.of(model, prefix, db, detector)
+    if results.records:
+        config.check_resumes(out)
     if results.repaired:
         console.print(f"dropped a truncated last line of {results.path} (the previous run was killed mid-write)")
     done = results.done()
@@ -74,6 +74,7 @@ def run(
         options = SessionOptions(model, prefix, db, detector, image_roots=roots, device=device)
         with console.status("加载模型与工具…"):
             agent = open_agent(options)
+        config.save(out)
         log = AuditLog(audit or default_path("run"))
         context = agent.registry.context  # the session's: its database, detector, image roots and today
         assert isinstance(context, ToolContext)

@@ -20,8 +20,10 @@ from typing import Annotated
 import pytest
 from pydantic import Field
 from rich.console import Console
+from typer.testing import CliRunner
 
 from agent.chatglm_format import Message, render_call, tools_message
+from agent.cli import app
 from agent.errors import ConfigError, UserError
 from agent.inspection_run import REPORT_FILE, RESULTS_FILE, ItemTools, Run, RunConfig, catalog_tools
 from agent.memory import Memory
@@ -259,6 +261,18 @@ def test_an_item_image_binds_the_detection_calls_and_a_bad_image_fails_the_item(
     assert people["observation"]["error"] == f"图像无法读取: {broken.resolve()}"  # but about the item's image
     assert record["status"] == "failed" and record["error"].startswith("count_people: 图像无法读取")
     assert ItemTools(ToolContext(), image=None).call("count_people", {"site": "火星"})["error"] == "未找到站点“火星”"
+
+
+def test_inspector_run_options_and_a_model_that_will_not_open(tmp_path):
+    manifest = write(tmp_path / "m.csv", "site\n济南\n")
+    out = tmp_path / "out"
+    both = CliRunner().invoke(app, ["run", "--out", str(out), "--manifest", str(manifest), "--images", str(tmp_path)])
+    assert isinstance(both.exception, UserError) and "either --manifest" in str(both.exception)
+    alone = CliRunner().invoke(app, ["run", "--out", str(out), "--images", str(tmp_path)])
+    assert isinstance(alone.exception, UserError)
+    missing = CliRunner().invoke(app, ["run", "--out", str(out), "--manifest", str(manifest), "--model", str(tmp_path)])
+    assert isinstance(missing.exception, ConfigError)
+    assert not (out / "run.json").exists()  # nothing ran: a rerun with the right model is not refused
 
 
 # --- killed mid-run ------------------------------------------------------------------------------------------------
