@@ -42,11 +42,11 @@ def _key(*parts: object) -> str:
 
 def capture_date(image: Path) -> str | None:
     """The day the photo was taken, if its file name or EXIF says; None for a file that does not."""
-    from tools.imports import Bad, capture_time
+    from tools.imports import capture_time
 
     try:
         return capture_time(image).date().isoformat()
-    except (Bad, OSError):
+    except Exception:  # missing, broken or undated: no date here; the detector reports what is wrong with it
         return None
 
 
@@ -54,12 +54,10 @@ def make_item(where: str, check: Check, row: dict[str, str | None], folder: Path
     """The item a row stands for; `folder` is where relative image paths start."""
     site, image, date, request = (row.get(column) for column in COLUMNS)
     path = (folder / image).resolve() if image else None
-    date = date or (capture_date(path) if path else None)
+    image, date = (str(path), date or capture_date(path)) if path else (None, date)
     if not request and not site:
-        problem = "names no site; give a site or a request"
-        return Item(_key(where, row), where, image=str(path) if path else None, date=date, problem=problem)
+        return Item(_key(where, row), where, image=image, date=date, problem="names no site; give a site or a request")
     request = request or load("agent")["run"]["requests"][check].format(site=site, date=date or "")
-    image = str(path) if path else None
     return Item(_key(site, image, date, request), where, request, site, image, date)
 
 
