@@ -56,12 +56,14 @@ ToolsFor = Callable[[Item, Path], Registry]  # an item's tools, given its eviden
 
 @dataclass(frozen=True)
 class RunConfig:
-    """What decides an item's answer, saved as run.json: a run resumes only with the same."""
+    """What decides an item's answer, saved as run.json: a run resumes only with the same paths, and keeps
+    the day its first start took as "today" (for requests that name no date)."""
 
     model: str
     prefix: str | None
     database: str
     detector: str
+    today: str | None = None  # ISO date; None until the run first starts
 
     @classmethod
     def of(cls, model: Path, prefix: Path | None, database: Path, detector: Path) -> "RunConfig":
@@ -83,16 +85,26 @@ class RunConfig:
         except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as err:
             raise ConfigError(f"{path} is not a run configuration ({err}); remove it or use another --out") from None
 
-    def check_resumes(self, out: Path) -> None:
-        """Raises ConfigError when `out` holds a run made with other settings."""
+    def resumed(self, out: Path) -> "RunConfig":
+        """The configuration of the run `out` holds (its today kept); ConfigError if made with other paths."""
         saved = RunConfig.load(out)
-        if saved is not None and saved != self:
-            changed = ", ".join(
-                f"{f.name} {getattr(saved, f.name)}"
-                for f in fields(self)
-                if getattr(saved, f.name) != getattr(self, f.name)
-            )
-            raise ConfigError(f"{out} holds a run made with {changed}; use the same options or another --out")
+        if saved is None:
+            return self
+        changed = [
+            f"{f.name} {getattr(saved, f.name)}"
+            for f in fields(self)
+            if f.name != "today" and getattr(saved, f.name) != getattr(self, f.name)
+        ]
+        if changed:
+            made = ", ".join(changed)
+            raise ConfigError(f"{out} holds a run made with {made}; use the same options or another --out")
+        return saved
+
+    def started(self, context: ToolContext) -> tuple["RunConfig", ToolContext]:
+        """The configuration and the tools' context with the run's today: the session's, unless already fixed."""
+        today = self.today or context.today().isoformat()
+        day = dt.date.fromisoformat(today)
+        return replace(self, today=today), replace(context, today=lambda: day)
 
 
 class ItemTools(Registry):

@@ -63,7 +63,7 @@ def run(
     results = Results(out / RESULTS_FILE)
     config = RunConfig.of(model, prefix, db, detector)
     if results.records:
-        config.check_resumes(out)
+        config = config.resumed(out)
     if results.repaired:
         console.print(f"dropped a truncated last line of {results.path} (the previous run was killed mid-write)")
     done = results.done()
@@ -74,10 +74,12 @@ def run(
         options = SessionOptions(model, prefix, db, detector, image_roots=roots, device=device)
         with console.status("加载模型与工具…"):
             agent = open_agent(options)
+        session = agent.registry.context  # the session's: its database, detector, image roots and today
+        assert isinstance(session, ToolContext)
+        config, context = config.started(session)
         config.save(out)
+        console.print(f"today (for requests without a date): {config.today}")
         log = AuditLog(audit or default_path("run"))
-        context = agent.registry.context  # the session's: its database, detector, image roots and today
-        assert isinstance(context, ToolContext)
         Run(agent, results, catalog_tools(context), log).run(todo, console)
         console.print(f"audit log: {log.path}", style="dim")
     latest = results.latest()

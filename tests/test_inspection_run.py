@@ -6,6 +6,7 @@ must be recorded exactly once) and the real `inspector run` on a tiny random GLM
 failed, so each rerun retries them all and nothing may be lost).
 """
 
+import datetime as dt
 import json
 import os
 import re
@@ -191,15 +192,18 @@ def test_results_drop_a_line_cut_by_a_kill_and_refuse_a_corrupt_one(tmp_path):
         Results(path)
 
 
-def test_the_run_configuration_round_trips_and_guards_resuming(tmp_path):
+def test_the_run_configuration_round_trips_guards_resuming_and_keeps_its_today(tmp_path):
     config = RunConfig("/m", None, "/db.sqlite", "/detector.toml")
     assert RunConfig.of(Path("/m"), None, Path("/x/../db.sqlite"), Path("/detector.toml")) == config
-    assert RunConfig.load(tmp_path) is None
-    config.save(tmp_path)
-    assert RunConfig.load(tmp_path) == config
-    config.check_resumes(tmp_path)
+    assert RunConfig.load(tmp_path) is None and config.resumed(tmp_path) == config
+    started, context = config.started(ToolContext(today=lambda: dt.date(2024, 5, 31)))
+    assert started.today == "2024-05-31" and context.today() == dt.date(2024, 5, 31)
+    started.save(tmp_path)
+    assert RunConfig.load(tmp_path) == started
+    resumed = config.resumed(tmp_path)
+    assert resumed == started and resumed.started(ToolContext())[1].today() == dt.date(2024, 5, 31)
     with pytest.raises(ConfigError, match="made with model /m"):
-        RunConfig("/other", None, "/db.sqlite", "/detector.toml").check_resumes(tmp_path)
+        RunConfig("/other", None, "/db.sqlite", "/detector.toml").resumed(tmp_path)
 
 
 # --- the run ----------------------------------------------------------------------------------------------------
@@ -346,7 +350,8 @@ def test_inspector_run_killed_and_rerun_loses_nothing_and_exits_1(tmp_path, tiny
     assert len(final) == before + 3 and all(record["status"] == "failed" for record in final)
     report = (out / REPORT_FILE).read_text(encoding="utf-8")
     assert "3 items: 0 ok, 3 failed" in report and "names no site" in report
-    assert json.loads((out / "run.json").read_text(encoding="utf-8"))["model"] == str(tiny_model.resolve())
+    saved = json.loads((out / "run.json").read_text(encoding="utf-8"))
+    assert saved["model"] == str(tiny_model.resolve()) and dt.date.fromisoformat(saved["today"])
 
 
 if __name__ == "__main__":
