@@ -3,6 +3,7 @@
 `chat`, `run` and `replay` all build their agent here, so they run the same model, tools and limits.
 """
 
+import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +26,20 @@ class SessionOptions:
     evidence_dir: Path | None = None
     image_roots: tuple[Path, ...] = field(default_factory=tuple)
     device: str = "auto"
+    today: dt.date | None = None  # None: the database's snapshot date, else the calendar's
+
+
+def today_for(options: SessionOptions) -> tuple[dt.date, str]:
+    """The day "今天" means, and where it comes from: the option, the database snapshot, or the calendar."""
+    from tools import db
+
+    if options.today is not None:
+        return options.today, "--today"
+    with db.reading(options.database) as connection:
+        snapshot = db.as_of(connection)
+    if snapshot is not None:
+        return snapshot, f"snapshot date of {options.database.name}"
+    return dt.date.today(), "calendar"
 
 
 def site_mentions(database: Path) -> "SiteMentions":
@@ -62,11 +77,13 @@ def open_agent(options: SessionOptions, observer: Observer = lambda kind, payloa
     from tools.context import ToolContext
 
     backend = GLMBackend.load(options.model, LoadOptions(device=options.device, prefix=options.prefix))  # type: ignore[arg-type]
+    day, _ = today_for(options)
     context = ToolContext(
         database=options.database,
         detector=options.detector,
         image_roots=options.image_roots,
         evidence_dir=options.evidence_dir,
+        today=lambda: day,
     )
     registry = build_registry(context)
     budget = backend.context - load("agent")["limits"]["max_new_tokens"]

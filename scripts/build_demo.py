@@ -194,6 +194,8 @@ def build(out: Path, seed: int) -> None:
     print(f"sites: {import_sites(database, out / 'sites.csv').added}")
     print(f"work orders: {import_work_orders(database, out / 'work_orders.csv').added}")
     print(f"images: {import_images(database, out / 'images.csv').added}")
+    with db.writing(database) as connection:
+        db.set_as_of(connection, max(dt.date.fromisoformat(row["date"]) for row in order_rows))
     print(f"wrote {database}")
 
 

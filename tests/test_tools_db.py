@@ -55,14 +55,28 @@ def photo(path, when=None):
 
 def test_init_is_idempotent_and_refuses_newer_files(tmp_path):
     path = tmp_path / "x.sqlite"
-    assert db.init(path) == 1
+    assert db.init(path) == db.VERSION
     assert db.init(path) == 0
     with sqlite3.connect(path) as connection:
         connection.execute(f"PRAGMA user_version = {db.VERSION + 1}")
     with pytest.raises(ConfigError, match="newer"):
         db.init(path)
-    with pytest.raises(ConfigError, match="expected 1"):
+    with pytest.raises(ConfigError, match=f"expected {db.VERSION}"):
         db.reading(path).__enter__()
+
+
+def test_an_older_file_migrates_forward_and_keeps_its_rows(database):
+    with sqlite3.connect(database) as connection:
+        connection.execute("DROP TABLE snapshot")
+        connection.execute("PRAGMA user_version = 1")
+    assert db.init(database) == db.VERSION - 1
+    with db.reading(database) as connection:
+        assert db.as_of(connection) is None
+        assert len(db.sites(connection)) > 0
+    with db.writing(database) as connection:
+        db.set_as_of(connection, dt.date(2024, 5, 31))
+    with db.reading(database) as connection:
+        assert db.as_of(connection) == dt.date(2024, 5, 31)
 
 
 def test_missing_database_is_a_config_error(tmp_path):

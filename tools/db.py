@@ -50,6 +50,13 @@ MIGRATIONS = (
     CREATE INDEX images_by_site_and_time ON images (site_id, captured_at);
     CREATE TABLE image_roots (path TEXT PRIMARY KEY);
     """,
+    # A snapshot (the demo, an export) says which day it describes: "today" for its questions.
+    """
+    CREATE TABLE snapshot (
+        only_row INTEGER PRIMARY KEY CHECK (only_row = 1),
+        as_of TEXT NOT NULL CHECK (as_of = strftime('%Y-%m-%d', as_of))
+    );
+    """,
 )
 VERSION = len(MIGRATIONS)
 
@@ -121,6 +128,16 @@ def writing(database: Path) -> Iterator[sqlite3.Connection]:
             yield connection
     finally:
         connection.close()
+
+
+def as_of(connection: sqlite3.Connection) -> dt.date | None:
+    """The day a snapshot database describes, or None for a live one."""
+    row = connection.execute("SELECT as_of FROM snapshot").fetchone()
+    return dt.date.fromisoformat(row[0]) if row else None
+
+
+def set_as_of(connection: sqlite3.Connection, day: dt.date) -> None:
+    connection.execute("INSERT OR REPLACE INTO snapshot (only_row, as_of) VALUES (1, ?)", (day.isoformat(),))
 
 
 def sites(connection: sqlite3.Connection) -> list[Site]:
