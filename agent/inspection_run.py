@@ -41,6 +41,7 @@ from agent.errors import ConfigError
 from agent.reports import DETECTOR_FOR, error_of, outcome
 from agent.run_items import Item
 from agent.run_results import Record, Results
+from agent.session import SessionOptions, today_for
 from agent.state_machine import CHECK_OF_DETECTOR, WORK_ORDER, Agent, State, Turn
 from tools.catalog import TOOLS
 from tools.context import ToolContext
@@ -56,20 +57,34 @@ ToolsFor = Callable[[Item, Path], Registry]  # an item's tools, given its eviden
 
 @dataclass(frozen=True)
 class RunConfig:
-    """What decides an item's answer, saved as run.json: a run resumes only with the same paths, and keeps
-    the day its first start took as "today" (for requests that name no date)."""
+    """What decides an item's answer, saved as run.json: a run resumes only with the same paths and today
+    (the day requests without a date are about)."""
 
     model: str
     prefix: str | None
     database: str
     detector: str
-    today: str | None = None  # ISO date; None until the run first starts
+    today: str
 
     @classmethod
-    def of(cls, model: Path, prefix: Path | None, database: Path, detector: Path) -> "RunConfig":
-        """The configuration of these paths, resolved: the same folders however they were written."""
-        resolved = str(prefix.resolve()) if prefix else None
-        return cls(str(model.resolve()), resolved, str(database.resolve()), str(detector.resolve()))
+    def of(cls, options: SessionOptions, saved: "RunConfig | None") -> "RunConfig":
+        """The run's configuration: paths resolved; today the option's, else the saved run's, else the session's.
+
+        Raises ConfigError when `saved` (the run being resumed) was made otherwise."""
+        today = options.today or (dt.date.fromisoformat(saved.today) if saved else today_for(options)[0])
+        prefix = str(options.prefix.resolve()) if options.prefix else None
+        paths = (str(options.model.resolve()), prefix, str(options.database.resolve()), str(options.detector.resolve()))
+        config = cls(*paths, today.isoformat())
+        if saved is not None and saved != config:
+            changed = ", ".join(
+                f"{f.name} {getattr(saved, f.name)}"
+                for f in fields(cls)
+                if getattr(saved, f.name) != getattr(config, f.name)
+            )
+            raise ConfigError(
+                f"the run in this --out folder was made with {changed}; use the same options or another --out"
+            )
+        return config
 
     def save(self, out: Path) -> None:
         (out / CONFIG_FILE).write_text(json.dumps(asdict(self), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
@@ -84,27 +99,6 @@ class RunConfig:
             return cls(**{f.name: saved[f.name] for f in fields(cls)})
         except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as err:
             raise ConfigError(f"{path} is not a run configuration ({err}); remove it or use another --out") from None
-
-    def resumed(self, out: Path) -> "RunConfig":
-        """The configuration of the run `out` holds (its today kept); ConfigError if made with other paths."""
-        saved = RunConfig.load(out)
-        if saved is None:
-            return self
-        changed = [
-            f"{f.name} {getattr(saved, f.name)}"
-            for f in fields(self)
-            if f.name != "today" and getattr(saved, f.name) != getattr(self, f.name)
-        ]
-        if changed:
-            made = ", ".join(changed)
-            raise ConfigError(f"{out} holds a run made with {made}; use the same options or another --out")
-        return saved
-
-    def started(self, context: ToolContext) -> tuple["RunConfig", ToolContext]:
-        """The configuration and the tools' context with the run's today: the session's, unless already fixed."""
-        today = self.today or context.today().isoformat()
-        day = dt.date.fromisoformat(today)
-        return replace(self, today=today), replace(context, today=lambda: day)
 
 
 class ItemTools(Registry):

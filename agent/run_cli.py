@@ -6,7 +6,16 @@ from typing import Annotated
 
 import typer
 
-from agent.chat_cli import AuditOption, DatabaseOption, DetectorOption, DeviceOption, ModelOption, PrefixOption
+from agent.chat_cli import (
+    AuditOption,
+    DatabaseOption,
+    DetectorOption,
+    DeviceOption,
+    ModelOption,
+    PrefixOption,
+    TodayOption,
+    parse_today,
+)
 from agent.errors import UserError
 from agent.reports import Check
 from agent.session import DEFAULT_MODEL
@@ -40,8 +49,12 @@ def run(
     detector: DetectorOption = DEFAULT_DETECTOR,
     audit: AuditOption = None,
     device: DeviceOption = "auto",
+    today: TodayOption = None,
 ) -> None:
     """Inspect every item with the full agent; running it again resumes: done items skipped, failed retried."""
+    import datetime as dt
+    from dataclasses import replace
+
     from rich.console import Console
 
     from agent.audit import AuditLog, default_path
@@ -61,25 +74,22 @@ def run(
     out.mkdir(parents=True, exist_ok=True)
     console = Console(markup=False, highlight=False)
     results = Results(out / RESULTS_FILE)
-    config = RunConfig.of(model, prefix, db, detector)
-    if results.records:
-        config = config.resumed(out)
+    options = SessionOptions(
+        model, prefix, db, detector, image_roots=image_roots(items), device=device, today=parse_today(today)
+    )
+    config = RunConfig.of(options, RunConfig.load(out) if results.records else None)
     if results.repaired:
         console.print(f"dropped a truncated last line of {results.path} (the previous run was killed mid-write)")
     done = results.done()
     todo = [item for item in items if item.key not in done]
-    console.print(f"{len(items)} items: {len(items) - len(todo)} done, {len(todo)} to run")
+    console.print(f"{len(items)} items: {len(items) - len(todo)} done, {len(todo)} to run; today is {config.today}")
     if todo:
-        roots = image_roots(items)
-        options = SessionOptions(model, prefix, db, detector, image_roots=roots, device=device)
         with console.status("加载模型与工具…"):
-            agent = open_agent(options)
-        session = agent.registry.context  # the session's: its database, detector, image roots and today
-        assert isinstance(session, ToolContext)
-        config, context = config.started(session)
+            agent = open_agent(replace(options, today=dt.date.fromisoformat(config.today)))
         config.save(out)
-        console.print(f"today (for requests without a date): {config.today}")
         log = AuditLog(audit or default_path("run"))
+        context = agent.registry.context  # the session's: its database, detector, image roots and today
+        assert isinstance(context, ToolContext)
         Run(agent, results, catalog_tools(context), log).run(todo, console)
         console.print(f"audit log: {log.path}", style="dim")
     latest = results.latest()
@@ -100,6 +110,7 @@ def replay(
     db: DatabaseOption = DEMO_DATABASE,
     detector: DetectorOption = DEFAULT_DETECTOR,
     device: DeviceOption = "auto",
+    today: TodayOption = None,
 ) -> None:
     """Replay canned dialogues and compare the agent's tool calls and replies with the recorded ones."""
     from rich.console import Console
@@ -112,7 +123,7 @@ def replay(
     if missing:
         raise UserError(f"no such file: {', '.join(missing)}")
     console = Console(highlight=False)
-    options = SessionOptions(model=model, prefix=prefix, database=db, detector=detector, device=device)
+    options = SessionOptions(model, prefix, db, detector, device=device, today=parse_today(today))
     with console.status("加载模型与工具…"):
         replayer = rp.Replayer(open_agent(options), live=live)
     results = []

@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -32,10 +33,11 @@ from agent.reports import Check, render
 from agent.run_items import folder_items, manifest_items
 from agent.run_report import markdown
 from agent.run_results import Results
+from agent.session import SessionOptions
 from agent.state_machine import Agent
 from tests.conftest import ROOT, SHARED
 from tests.scripted import ScriptedBackend
-from tools.context import ToolContext
+from tools.context import DEMO_DATABASE, ToolContext
 from tools.observations import Failure
 from tools.registry import Registry
 
@@ -193,17 +195,21 @@ def test_results_drop_a_line_cut_by_a_kill_and_refuse_a_corrupt_one(tmp_path):
 
 
 def test_the_run_configuration_round_trips_guards_resuming_and_keeps_its_today(tmp_path):
-    config = RunConfig("/m", None, "/db.sqlite", "/detector.toml")
-    assert RunConfig.of(Path("/m"), None, Path("/x/../db.sqlite"), Path("/detector.toml")) == config
-    assert RunConfig.load(tmp_path) is None and config.resumed(tmp_path) == config
-    started, context = config.started(ToolContext(today=lambda: dt.date(2024, 5, 31)))
-    assert started.today == "2024-05-31" and context.today() == dt.date(2024, 5, 31)
-    started.save(tmp_path)
-    assert RunConfig.load(tmp_path) == started
-    resumed = config.resumed(tmp_path)
-    assert resumed == started and resumed.started(ToolContext())[1].today() == dt.date(2024, 5, 31)
+    options = SessionOptions(model=Path("/m"), detector=Path("/x/../detector.toml"))
+    config = RunConfig.of(options, None)
+    assert config == RunConfig("/m", None, str(DEMO_DATABASE), "/detector.toml", "2024-05-31")  # the demo's snapshot
+    assert RunConfig.load(tmp_path) is None
+    config.save(tmp_path)
+    assert RunConfig.load(tmp_path) == config and RunConfig.of(options, config) == config
+    earlier = replace(config, today="2024-05-03")
+    assert RunConfig.of(options, earlier) == earlier  # a resumed run keeps its today
+    with pytest.raises(ConfigError, match="made with today 2024-05-31"):
+        RunConfig.of(replace(options, today=dt.date(2024, 5, 30)), config)
     with pytest.raises(ConfigError, match="made with model /m"):
-        RunConfig("/other", None, "/db.sqlite", "/detector.toml").resumed(tmp_path)
+        RunConfig.of(replace(options, model=Path("/other")), config)
+    (tmp_path / "run.json").write_text('{"model": "/m"}', encoding="utf-8")
+    with pytest.raises(ConfigError, match="is not a run configuration"):
+        RunConfig.load(tmp_path)
 
 
 # --- the run ----------------------------------------------------------------------------------------------------
@@ -351,7 +357,7 @@ def test_inspector_run_killed_and_rerun_loses_nothing_and_exits_1(tmp_path, tiny
     report = (out / REPORT_FILE).read_text(encoding="utf-8")
     assert "3 items: 0 ok, 3 failed" in report and "names no site" in report
     saved = json.loads((out / "run.json").read_text(encoding="utf-8"))
-    assert saved["model"] == str(tiny_model.resolve()) and dt.date.fromisoformat(saved["today"])
+    assert saved["model"] == str(tiny_model.resolve()) and saved["today"] == "2024-05-31"
 
 
 if __name__ == "__main__":
