@@ -1,0 +1,155 @@
+"""The benchmark scripts of bench/ run end to end on tiny inputs and write their JSON (no timings asserted).
+
+Each script runs in this process as `python bench/<script>.py` would run it, on a tiny random GLM whose
+every message ends at once (so each model step is one forward pass) and a little generated data.
+"""
+
+import json
+import runpy
+import shutil
+import sys
+
+import pytest
+
+from tests.conftest import ROOT, SHARED
+
+BENCH = ROOT / "bench"
+SCRIPTS = sorted(path.stem for path in BENCH.glob("*.py") if path.stem != "common")
+MEASUREMENTS = ("agent_latency", "run_throughput", "accuracy", "ptuning_cpu", "gpu_6b", "memory")
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    from training_data.generate import generate_splits
+
+    folder = tmp_path_factory.mktemp("data")
+    generate_splits(folder, seed=0, size=16)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def quiet_model(tmp_path_factory):
+    """A tiny random GLM with ChatGLM3's tokenizer, prompted without the tools' system message like the shipped
+    default, whose every message ends at once: only the final norm's first feature reaches the output layer,
+    which maps it to eos (positive) or <|user|> (negative), both stop tokens."""
+    import torch
+
+    from agent.prompting import Prompting
+    from agent.tokenizer import GLMTokenizer
+    from tests.glm_tiny import tiny_glm
+
+    tokenizer_file = SHARED / "chatglm3" / "tokenizer.model"
+    if not tokenizer_file.is_file():
+        pytest.skip(f"the ChatGLM3 tokenizer is not at {tokenizer_file}")
+    tokenizer = GLMTokenizer.load(tokenizer_file)
+    model = tiny_glm(tokenizer.vocab_size)
+    with torch.no_grad():
+        model.model.norm.weight.zero_()[0] = 1
+        model.lm_head.weight.zero_()
+        model.lm_head.weight[tokenizer.eos_id, 0] = 1
+        model.lm_head.weight[tokenizer.role("user"), 0] = -1
+    folder = tmp_path_factory.mktemp("quiet")
+    model.save_pretrained(folder)
+    shutil.copy(tokenizer_file, folder / "tokenizer.model")
+    Prompting(tools_in_system=False).save(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def people_detector(tmp_path_factory):
+    """The shipped detector's person model alone (the helmet model is the slow one)."""
+    from tools.context import DEFAULT_DETECTOR
+    from tools.detector_config import DetectorConfig, load_config, save_config, weights_path
+
+    [spec] = [spec for spec in load_config(DEFAULT_DETECTOR).models if "person" in spec.classes.values()]
+    path = tmp_path_factory.mktemp("detector") / "people.json"
+    weights = str(weights_path(spec, DEFAULT_DETECTOR))
+    save_config(DetectorConfig(models=(spec.model_copy(update={"weights": weights}),)), path)
+    return path
+
+
+def run_script(name, *arguments, monkeypatch):
+    """Run bench/<name>.py as its own `__main__`, with `arguments` as its command line."""
+    monkeypatch.syspath_prepend(str(BENCH))
+    monkeypatch.setattr(sys, "argv", [str(BENCH / f"{name}.py"), *map(str, arguments)])
+    runpy.run_path(str(BENCH / f"{name}.py"), run_name="__main__")
+
+
+def written(path):
+    report = json.loads(path.read_text(encoding="utf-8"))
+    assert report["machine"]["command"].startswith("python ") and report["machine"]["versions"]["torch"]
+    return report
+
+
+def test_there_is_a_script_per_measurement():
+    assert set(MEASUREMENTS) <= set(SCRIPTS)
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_every_script_has_help(name, monkeypatch, capsys):
+    with pytest.raises(SystemExit) as exited:
+        run_script(name, "--help", monkeypatch=monkeypatch)
+    assert exited.value.code == 0
+    usage = capsys.readouterr().out
+    assert usage.startswith(f"usage: {name}.py")
+    assert name not in MEASUREMENTS or f"runs/bench/{name}.json" in usage
+
+
+def test_agent_latency(tmp_path, data, quiet_model, people_detector, monkeypatch):
+    out = tmp_path / "latency.json"
+    arguments = ["--model", quiet_model, "--data", data, "--requests", 3, "--sites", 1]
+    run_script("agent_latency", *arguments, "--detector", people_detector, "--out", out, monkeypatch=monkeypatch)
+    report = written(out)
+    assert report["requests"] == 3 and sum(report["outcomes"].values()) == 3
+    latency = report["latency"]
+    assert latency["tool count_people"]["n"] == 1 and latency["tool query_work_order"]["n"] == 1
+    assert sum(row["n"] for name, row in latency.items() if name.startswith("step ")) >= 3
+
+
+def test_run_throughput(tmp_path, quiet_model, monkeypatch):
+    out = tmp_path / "throughput.json"
+    run_script(
+        "run_throughput", "--model", quiet_model, "--images", 2, "--rounds", 2, "--out", out, monkeypatch=monkeypatch
+    )
+    report = written(out)
+    assert [r["first"] for r in report["rounds"]] == ["bare", "run"]
+    assert report["ratio"]["target"] == 1.15 and report["ratio"]["run_to_bare"] > 0
+    assert all(r["ok"] == 0 for r in report["rounds"])  # a model that says nothing inspects nothing
+
+
+def test_accuracy(tmp_path, data, quiet_model, monkeypatch):
+    out = tmp_path / "accuracy.json"
+    arguments = ["--model", quiet_model, "--data", data, "--limit", 3, "--latency-samples", 1, "--out", out]
+    run_script("accuracy", *arguments, "--splits", "test_unseen", monkeypatch=monkeypatch)
+    report = written(out)
+    assert report["splits"]["test_unseen"]["items"] == 3
+    assert (tmp_path / "accuracy" / "test_unseen" / "eval.md").is_file()
+
+
+def test_ptuning_cpu(tmp_path, data, quiet_model, monkeypatch):
+    out = tmp_path / "ptuning.json"
+    arguments = ["--model", quiet_model, "--data", data, "--steps", 2, "--grad-accum", 2, "--out", out]
+    run_script("ptuning_cpu", *arguments, monkeypatch=monkeypatch)
+    report = written(out)
+    assert report["samples_per_s"] > 0 and report["window"] == [1, 2]
+    assert report["parameters"]["trainable"] == 128 * 2 * 2 * 2 * 8  # tokens × layers × (k, v) × kv heads × dim
+    assert report["peak_rss_mib"] >= report["rss_loaded_mib"] > 0
+
+
+def test_gpu_6b_skips_without_a_gpu(tmp_path, monkeypatch, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA GPU is present: the benchmark would run for real")
+    out = tmp_path / "gpu.json"
+    run_script("gpu_6b", "--out", out, monkeypatch=monkeypatch)
+    assert "skipped: no CUDA GPU" in capsys.readouterr().out
+    assert written(out)["skipped"] == "no CUDA GPU"
+
+
+def test_memory(tmp_path, quiet_model, monkeypatch):
+    out = tmp_path / "memory.json"
+    run_script("memory", "--model", quiet_model, "--requests", 2, "--images", 3, "--out", out, monkeypatch=monkeypatch)
+    report = written(out)
+    assert report["chat"]["peak_rss_mib"] > 100 and report["run"]["peak_rss_mib"] > 100
+    assert list(report["run"]["rss_mib_at_items"]) == ["3"] or report["run"]["rss_mib_at_items"] == {}
