@@ -80,11 +80,17 @@ def inspection_turn(tokenizer: GLMTokenizer) -> list[Step]:
     raise RuntimeError("no generated dialogue is a single inspection turn")
 
 
-def peak_memory(device: str) -> float | None:
-    """GB of device memory allocated at most since the last reset; None on the CPU."""
+def memory_gb(device: str) -> dict[str, float] | None:
+    """GB of GPU memory allocated now, at most since the last reset, and at most reserved; None on the CPU."""
     import torch
 
-    return torch.cuda.max_memory_allocated() / 1e9 if device == "cuda" else None
+    if device != "cuda":
+        return None
+    return {
+        "allocated": torch.cuda.memory_allocated() / 1e9,
+        "peak": torch.cuda.max_memory_allocated() / 1e9,
+        "peak_reserved": torch.cuda.max_memory_reserved() / 1e9,
+    }
 
 
 def reset_memory(device: str) -> None:
@@ -115,13 +121,13 @@ def train(folder: Path, tokenizer: GLMTokenizer, device: str, steps: int, out: P
     )
     reset_memory(device)
     model = prepare_model(config, load_model(folder, LoadOptions(device=device, quantize=4)))
-    loaded = peak_memory(device)
+    loaded = memory_gb(device)
     trainer = Trainer(
         config, model, tokenizer, seed_shaped(tokenizer, steps * config.grad_accum), seed_shaped(tokenizer, 2)
     )
     speed = training_speed(trainer)
     trainer.save_model()
-    return {**speed, "memory_loaded_gb": loaded, "peak_memory_gb": peak_memory(device)}
+    return {**speed, "memory_loaded_gb": loaded, "memory_gb": memory_gb(device)}
 
 
 def infer(folder: Path, prefix: Path, options: dict[str, Any], turn: list[Step], turns: int) -> dict[str, Any]:
@@ -148,13 +154,13 @@ def infer(folder: Path, prefix: Path, options: dict[str, Any], turn: list[Step],
         "prefill_tokens_per_s": first.prompt_tokens / first.prefill_s,
         "decode_tokens_per_s": decoded / sum(g.decode_s for g in generations),
         "turn": percentiles(seconds),
-        "peak_memory_gb": peak_memory(device),
+        "memory_gb": memory_gb(device),
     }
 
 
 def show_training(training: dict[str, Any], device: str) -> None:
     target = TARGET_SPEEDUP * SEED_SAMPLES_PER_S
-    speed, memory = training["samples_per_s"], training["peak_memory_gb"]
+    speed, memory = training["samples_per_s"], _peak(training["memory_gb"])
     first, last = training["window"]
     show(
         f"P-tuning v2 (prefix 128) on ChatGLM3-6B's shape in 4-bit NF4, on {device}",
@@ -168,12 +174,12 @@ def show_training(training: dict[str, Any], device: str) -> None:
             ),
             (f"× the seed notes' {SEED_SAMPLES_PER_S} samples/s", f"{speed / SEED_SAMPLES_PER_S:.2f}", "", ""),
             (
-                "peak GPU memory, GB",
+                "peak GPU memory (loading included), GB",
                 _gb(memory),
                 f"≤ {TARGET_MEMORY_GB}",
                 _met(None if memory is None else memory <= TARGET_MEMORY_GB),
             ),
-            ("GPU memory with the model loaded, GB", _gb(training["memory_loaded_gb"]), "", ""),
+            ("GPU memory allocated with the model loaded, GB", _gb(_now(training["memory_loaded_gb"])), "", ""),
         ],
     )
 
@@ -193,9 +199,17 @@ def show_inference(inference: dict[str, dict[str, Any]]) -> None:
             row("prefill tokens/s (first prompt, uncached)", lambda r: f"{r['prefill_tokens_per_s']:.0f}"),
             row("decode tokens/s", lambda r: f"{r['decode_tokens_per_s']:.1f}"),
             row("turn latency p50 / p95 ms", lambda r: f"{r['turn']['p50_ms']} / {r['turn']['p95_ms']}"),
-            row("peak GPU memory, GB", lambda r: _gb(r["peak_memory_gb"])),
+            row("peak GPU memory (loading included), GB", lambda r: _gb(_peak(r["memory_gb"]))),
         ],
     )
+
+
+def _peak(memory: dict[str, float] | None) -> float | None:
+    return None if memory is None else memory["peak"]
+
+
+def _now(memory: dict[str, float] | None) -> float | None:
+    return None if memory is None else memory["allocated"]
 
 
 def _gb(value: float | None) -> str:
