@@ -103,6 +103,7 @@ def judge(gold: str | ToolCall, output: str, schemas: dict[str, Any]) -> str:
 
 def faithful(gold: str, output: str) -> bool:
     """A report whose numbers and verdict (the text after the last number) agree with the gold report."""
+    gold, output = gold.strip(), output.strip()
     return NUMBER.findall(gold) == NUMBER.findall(output) and NUMBER.split(gold)[-1] == NUMBER.split(output)[-1]
 
 

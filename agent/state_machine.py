@@ -54,6 +54,7 @@ class Event(StrEnum):
     OBSERVED = "observed"
     INVALID = "invalid"
     GAVE_UP = "gave_up"
+    UNVERIFIED = "unverified"  # a report written without any observation
 
 
 TRANSITIONS: dict[tuple[State, Event], State] = {
@@ -62,6 +63,7 @@ TRANSITIONS: dict[tuple[State, Event], State] = {
     (State.PARSE, Event.CALL): State.ACT,
     (State.PARSE, Event.INVALID): State.PARSE,
     (State.PARSE, Event.GAVE_UP): State.FAILED,
+    (State.PARSE, Event.UNVERIFIED): State.FAILED,
     (State.ACT, Event.OBSERVED): State.SUMMARIZE,
     (State.SUMMARIZE, Event.CALL): State.ACT,
     (State.SUMMARIZE, Event.TEXT): State.DONE,
@@ -163,7 +165,8 @@ class Agent:
                     return self._finish(turn, advance(state, Event.GREETING), reply, current, started)
                 if _REPORT.match(reply):
                     unverified = self.texts["messages"]["unverified_report"]
-                    return self._finish(turn, advance(state, Event.TEXT), unverified, current, started, flagged=True)
+                    state = advance(state, Event.UNVERIFIED)
+                    return self._finish(turn, state, unverified, current, started, flagged=True)
                 return self._finish(turn, advance(state, Event.TEXT), reply, current, started)
             turn.verdict = self._verify(turn, reply)
             replaced = turn.verdict is None or turn.verdict.replaced

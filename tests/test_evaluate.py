@@ -50,6 +50,7 @@ def test_text_labels():
 def test_fidelity_checks_numbers_and_verdict_not_spacing():
     gold = "[人数检测] 应到47人, 实到34人, 有人缺勤"
     assert ev.faithful(gold, "[人数检测] 应到47人,实到34人, 有人缺勤")
+    assert ev.faithful("[安全检查] 现场无人施工", "\n [安全检查] 现场无人施工")
     assert not ev.faithful(gold, "[人数检测] 应到47人, 实到43人, 有人缺勤")
     assert not ev.faithful(gold, "[人数检测] 应到47人, 实到34人, 无人缺勤, 正常出工")
 

@@ -159,6 +159,7 @@ def test_a_report_without_tools_is_intercepted():
     bot, _ = agent("\n[人数检测] 应到47人, 实到47人, 无人缺勤, 正常出工")
     turn = bot.turn("济南人数")
     assert turn.flagged and turn.reply == load("agent")["messages"]["unverified_report"]
+    assert turn.state is State.FAILED
 
 
 def test_endless_calls_stop_at_the_limit():
