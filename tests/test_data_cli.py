@@ -48,14 +48,14 @@ def test_encode_prompt_stops_before_the_last_reply(tmp_path, chatglm3_tokenizer)
     assert chatglm3_tokenizer.decode(ids).endswith('<|observation|>\n {"persons": 34}<|assistant|>')
 
 
-def test_show_marks_learned_tokens(tmp_path):
+def test_show_marks_learned_tokens(tmp_path, chatglm3_tokenizer):
     result = CliRunner().invoke(app, ["data", "show", write(tmp_path, DIALOGUE), "--tokenizer", TOKENIZER, "--ids"])
     assert result.exit_code == 0, result.output
     assert "<|observation|>" in result.output and "·64797" in result.output
     assert "with loss" in result.output
 
 
-def test_bad_input_is_a_clear_error(tmp_path):
+def test_bad_input_is_a_clear_error(tmp_path, chatglm3_tokenizer):
     bad = write(tmp_path, DIALOGUE, {"conversations": []})
     result = CliRunner().invoke(app, ["data", "encode", bad, "--tokenizer", TOKENIZER])
     assert result.exit_code != 0
@@ -64,7 +64,7 @@ def test_bad_input_is_a_clear_error(tmp_path):
     assert "no SentencePiece model" in str(result.exception)
 
 
-def test_console_script_prints_one_line_and_exits_2(tmp_path):
+def test_console_script_prints_one_line_and_exits_2(tmp_path, chatglm3_tokenizer):
     import subprocess
     import sys
     from pathlib import Path
