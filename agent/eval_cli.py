@@ -18,7 +18,7 @@ def evaluate(
     out: Annotated[Path, typer.Option(help="Folder for eval.json and eval.md.")] = Path("runs/eval"),
     prefix: Annotated[Path | None, typer.Option(help="A P-tuning v2 adapter folder to load on the model.")] = None,
     compare: Annotated[bool, typer.Option("--compare", help="Also evaluate the model without the prefix.")] = False,
-    limit: Annotated[int | None, typer.Option(help="Evaluate only the first N dialogues' items.")] = None,
+    limit: Annotated[int | None, typer.Option(help="Evaluate only the first N items (assistant messages).")] = None,
     batch_size: Annotated[int, typer.Option(help="Items generated together.")] = 32,
     latency_samples: Annotated[int, typer.Option(help="Unbatched timings per step for p50/p95.")] = 50,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
