@@ -38,6 +38,7 @@ from rich.text import Text
 
 from agent.audit import AuditLog
 from agent.errors import ConfigError
+from agent.lockstep import run_together
 from agent.reports import DETECTOR_FOR, error_of, outcome
 from agent.run_items import Item
 from agent.run_results import Record, Results
@@ -157,26 +158,48 @@ class _Rate(ProgressColumn):
 
 
 class Run:
-    """Runs items through one agent, appending each result to the run folder's results.jsonl."""
+    """Runs items through the agent, `batch_size` at a time, appending each result to the run's results.jsonl.
 
-    def __init__(self, agent: Agent, results: Results, tools_for: ToolsFor, audit: AuditLog | None) -> None:
+    The items of a batch are inspected in lockstep (agent.lockstep): each has its own agent, tools, memory
+    and evidence folder; their model calls go to the model together. A batch's records are appended in item
+    order once the batch is done, so a run killed mid-batch re-runs that batch's items and no others.
+    """
+
+    def __init__(
+        self, agent: Agent, results: Results, tools_for: ToolsFor, audit: AuditLog | None, batch_size: int = 16
+    ) -> None:
         self.agent, self.results, self.tools_for, self.audit = agent, results, tools_for, audit
+        self.batch_size = batch_size
         self.out = results.path.parent
 
-    def inspect(self, item: Item) -> Record:
-        """The item's record; the item's own failures are recorded, never raised."""
+    def inspect(self, items: list[Item]) -> list[Record]:
+        """The items' records, in order; an item's own failures are recorded, never raised.
+
+        An item's `seconds` is its share of the batch's time (the batch's wall time over its items)."""
         started = time.perf_counter()
-        evidence = self.out / EVIDENCE_DIR / item.key
+        runnable = [item for item in items if item.problem is None]
+        steps = []
+        for item in runnable:
+            shutil.rmtree(self._evidence(item), ignore_errors=True)
+            steps.append(self.agent.fork(self.tools_for(item, self._evidence(item))).steps(item.request))
+        turns = run_together(self.agent.backend, steps, self.agent.max_new_tokens)
+        ended = {item.key: turn for item, turn in zip(runnable, turns, strict=True)}
+        share = round((time.perf_counter() - started) / max(len(items), 1), 3)
+        return [self._record(item, ended.get(item.key), share) for item in items]
+
+    def _evidence(self, item: Item) -> Path:
+        return self.out / EVIDENCE_DIR / item.key
+
+    def _record(self, item: Item, ended: Turn | Exception | None, seconds: float) -> Record:
         done: Record = {"state": None, "reply": "", "flagged": False, "check": None, "outcome": None}
         done |= {"inspected": {}, "tools": [], "evidence": []}
         error = item.problem
-        if error is None:
-            try:
-                turn = self._turn(item, evidence)
-            except Exception as crash:  # one item's crash must not end the run: it is recorded instead
-                error = f"{type(crash).__name__}: {crash}"
-            else:
-                error, done = failure(turn), self._done(turn, evidence)
+        if isinstance(ended, Exception):
+            error = f"{type(ended).__name__}: {ended}"
+        elif ended is not None:
+            if self.audit is not None:
+                self.audit.write(ended, item=item.key)
+            error, done = failure(ended), self._done(ended, self._evidence(item))
         return {
             "key": item.key,
             "where": item.where,
@@ -184,19 +207,9 @@ class Run:
             "status": "failed" if error else "ok",
             "error": error,
             **done,
-            "seconds": round(time.perf_counter() - started, 3),
+            "seconds": seconds,
             "time": dt.datetime.now().isoformat(timespec="seconds"),
         }
-
-    def _turn(self, item: Item, evidence: Path) -> Turn:
-        """The agent's turn on the item's request: fresh memory, the item's tools and evidence folder."""
-        shutil.rmtree(evidence, ignore_errors=True)
-        self.agent.registry = self.tools_for(item, evidence)
-        self.agent.memory.reset()
-        turn = self.agent.turn(item.request)
-        if self.audit is not None:
-            self.audit.write(turn, item=item.key)
-        return turn
 
     def _done(self, turn: Turn, evidence: Path) -> Record:
         files = sorted(path for path in evidence.rglob("*") if path.is_file()) if evidence.is_dir() else []
@@ -210,16 +223,17 @@ class Run:
         }
 
     def run(self, items: list[Item], console: Console) -> None:
-        """Inspect `items` in order with a progress bar; a failed item is reported and the run goes on."""
+        """Inspect `items` in order, a batch at a time, a progress bar; a failed item is reported, the run goes on."""
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), _Rate())
         failed = 0
         with Progress(*columns, TimeElapsedColumn(), TimeRemainingColumn(), console=console) as progress:
             task = progress.add_task("inspecting", total=len(items))
-            for item in items:
-                record = self.inspect(item)
-                self.results.append(record)
-                if record["status"] == "failed":
-                    failed += 1
-                    error = shorten(record["error"], 160, placeholder=" …")
-                    progress.console.print(Text.assemble(("failed", "yellow"), f" {item.where}: {error}"))
-                progress.update(task, advance=1, description=f"inspecting · {failed} failed")
+            for first in range(0, len(items), self.batch_size):
+                batch = items[first : first + self.batch_size]
+                for item, record in zip(batch, self.inspect(batch), strict=True):
+                    self.results.append(record)
+                    if record["status"] == "failed":
+                        failed += 1
+                        error = shorten(record["error"], 160, placeholder=" …")
+                        progress.console.print(Text.assemble(("failed", "yellow"), f" {item.where}: {error}"))
+                progress.update(task, advance=len(batch), description=f"inspecting · {failed} failed")

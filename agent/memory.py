@@ -37,3 +37,7 @@ class Memory:
 
     def reset(self) -> None:
         self.turns.clear()
+
+    def fresh(self) -> "Memory":
+        """An empty memory with the same system message, token counter and budget."""
+        return Memory(self.system, self.count_tokens, self.budget)

@@ -50,6 +50,9 @@ def run(
     audit: AuditOption = None,
     device: DeviceOption = "auto",
     today: TodayOption = None,
+    batch_size: Annotated[
+        int, typer.Option(min=1, help="Items inspected together, their model calls batched (results per item).")
+    ] = 16,
 ) -> None:
     """Inspect every item with the full agent; running it again resumes: done items skipped, failed retried."""
     import datetime as dt
@@ -90,7 +93,7 @@ def run(
         log = AuditLog(audit or default_path("run"))
         context = agent.registry.context  # the session's: its database, detector, image roots and today
         assert isinstance(context, ToolContext)
-        Run(agent, results, catalog_tools(context), log).run(todo, console)
+        Run(agent, results, catalog_tools(context), log, batch_size).run(todo, console)
         console.print(f"audit log: {log.path}", style="dim")
     latest = results.latest()
     records = [latest[item.key] for item in items]

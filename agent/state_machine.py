@@ -5,16 +5,20 @@ or an ask-back (greet / ask-back), a tool call (parse → act), or, once observa
 (summarize). Every transition is in `TRANSITIONS`; a turn makes at most `max_model_calls` model calls. An
 invalid call goes back to the model once as an observation; a second one ends the turn with a clear
 message. A report is verified against the observations before the inspector reads it.
+
+A turn is written as a generator of model requests (`Agent.steps`): it yields each prompt and is sent the
+model's generation back. `Agent.turn` answers them one at a time; `agent.lockstep` answers the requests of
+many agents' turns with one batched model call.
 """
 
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from agent.backend import ModelBackend
+from agent.backend import Generation, ModelBackend
 from agent.chatglm_format import (
     Message,
     ToolCall,
@@ -113,6 +117,7 @@ class Turn:
 
 
 Observer = Callable[[str, Any], None]
+TurnSteps = Generator[list[Message], Generation, Turn]  # yields prompts, is sent generations, returns the turn
 
 
 class Agent:
@@ -131,7 +136,26 @@ class Agent:
         self.texts = load("agent")
         self.greeting = load("reports")["greeting"]
 
+    @property
+    def max_new_tokens(self) -> int:
+        return int(self.texts["limits"]["max_new_tokens"])
+
+    def fork(self, registry: Registry) -> "Agent":
+        """An agent on the same model with its own tools and an empty memory (one per item of a batch)."""
+        return Agent(self.backend, registry, self.memory.fresh(), self.sites_in, self.observer)
+
     def turn(self, text: str) -> Turn:
+        """One turn, each model request answered on its own."""
+        steps = self.steps(text)
+        try:
+            prompt = next(steps)
+            while True:
+                [generation] = self.backend.generate([prompt], self.max_new_tokens)
+                prompt = steps.send(generation)
+        except StopIteration as finished:
+            return finished.value
+
+    def steps(self, text: str) -> TurnSteps:
         started = time.perf_counter()
         turn = Turn(input=text)
         rejection = self._rejection(text.strip())
@@ -140,7 +164,9 @@ class Agent:
         current = [Message("user", text.strip())]
         state, retried = State.PARSE, False
         for _ in range(self.texts["limits"]["max_model_calls"]):
-            step = self._ask_model(state, current)
+            self.observer("model", state.value)
+            generation = yield self.memory.prompt(current)
+            step = self._read(state, generation)
             turn.steps.append(step)
             parsed = step.parsed
             if step.error is not None:
@@ -191,10 +217,8 @@ class Agent:
             return messages["several_sites"].format(sites="、".join(sites))
         return None
 
-    def _ask_model(self, state: State, current: list[Message]) -> ModelStep:
-        self.observer("model", state.value)
-        max_new = self.texts["limits"]["max_new_tokens"]
-        [generation] = self.backend.generate([self.memory.prompt(current)], max_new)
+    def _read(self, state: State, generation: Generation) -> ModelStep:
+        """The model's message, parsed and validated; an unusable one carries the error the model will read."""
         step = ModelStep(state.value, generation.text, generation.prompt_tokens, generation.seconds)
         try:
             parsed = parse_assistant(generation.text)

@@ -293,7 +293,8 @@ def run_scripted(manifest: str, out: str, delay: str) -> None:
     items = manifest_items(Path(manifest), "人数检测")
     results = Results(Path(out) / RESULTS_FILE)
     agent, _ = scripted_agent(float(delay))
-    Run(agent, results, fake_tools, audit=None).run([i for i in items if i.key not in results.done()], Console())
+    todo = [i for i in items if i.key not in results.done()]
+    Run(agent, results, fake_tools, audit=None, batch_size=2).run(todo, Console())
 
 
 def kill_when(process: subprocess.Popen, results: Path, lines: int, timeout: float = 60) -> None:
