@@ -99,8 +99,14 @@ def write_checkpoint(folder: Path, config: dict, state: dict[str, torch.Tensor],
 
 def wide_vocab_checkpoint(folder: Path) -> Path:
     """A small random ChatGLM3 checkpoint whose embedding covers the real tokenizer (65024 rows)."""
-    config = tiny_config() | {"padded_vocab_size": 65024, "hidden_size": 8, "ffn_hidden_size": 8,
-                              "kv_channels": 4, "num_attention_heads": 2, "multi_query_group_num": 1}
+    config = tiny_config() | {
+        "padded_vocab_size": 65024,
+        "hidden_size": 8,
+        "ffn_hidden_size": 8,
+        "kv_channels": 4,
+        "num_attention_heads": 2,
+        "multi_query_group_num": 1,
+    }
     generator = torch.Generator().manual_seed(0)
     state = {key: torch.randn(shape, generator=generator) for key, shape in chatglm3_shapes(config).items()}
     return write_checkpoint(folder, config, state, "safetensors-single")
@@ -126,8 +132,9 @@ def test_tied_embedding_flag_is_ignored_like_chatglm3_does():
     assert tiny_config()["tie_word_embeddings"] is True
     assert config.tie_word_embeddings is False
     state = tiny_state()
-    assert not torch.equal(state["transformer.output_layer.weight"],
-                           state["transformer.embedding.word_embeddings.weight"])
+    assert not torch.equal(
+        state["transformer.output_layer.weight"], state["transformer.embedding.word_embeddings.weight"]
+    )
 
 
 @pytest.mark.parametrize("layout", ["safetensors-sharded", "safetensors-single", "bin-single"])

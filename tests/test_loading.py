@@ -110,9 +110,7 @@ def test_auto_device_falls_back_to_cpu_and_cuda_without_a_gpu_is_refused(monkeyp
         resolve_device("cuda")
 
 
-@pytest.mark.parametrize(
-    ("name", "value"), [("device", "tpu"), ("dtype", "fp64"), ("quantize", 3), ("quantize", "8")]
-)
+@pytest.mark.parametrize(("name", "value"), [("device", "tpu"), ("dtype", "fp64"), ("quantize", 3), ("quantize", "8")])
 def test_invalid_options_are_refused(name, value):
     with pytest.raises(ConfigError, match=f"{name} must be one of"):
         LoadOptions(**{name: value})

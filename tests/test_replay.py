@@ -190,4 +190,3 @@ def shipped_replayer():
 def test_the_shipped_model_passes_the_canned_dialogues(shipped_replayer):
     failed = [result for path in CANNED for result in shipped_replayer.file(path).failed]
     assert not failed, "\n\n".join(f"{r.name}\n{r.diff}" for r in failed)
-
