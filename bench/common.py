@@ -63,6 +63,8 @@ def package_version(package: str) -> str | None:
 
 
 def save(report: dict[str, Any], out: Path) -> None:
+    """Write the report as JSON, with the load average at the end beside the machine's at the start."""
+    report = {**report, "load_average_after": [round(load, 2) for load in os.getloadavg()]}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     Console().print(f"wrote {out}", highlight=False)

@@ -50,8 +50,8 @@ def bare_loop(spec: ModelSpec, paths: list[Path]) -> float:
     return time.perf_counter() - started
 
 
-def inspector_run(folder: Path, site: str, detector: Path, model: Path, out: Path) -> dict[str, Any]:
-    """Seconds of the whole `inspector run --check people` call, and how its items ended."""
+def inspector_run(folder: Path, site: str, detector: Path, model: Path, out: Path, batch: int) -> dict[str, Any]:
+    """Seconds of the whole `inspector run --check people --batch-size BATCH` call, and how its items ended."""
     import typer
 
     from agent.inspection_run import RESULTS_FILE
@@ -68,12 +68,14 @@ def inspector_run(folder: Path, site: str, detector: Path, model: Path, out: Pat
             model=model,
             detector=detector,
             audit=out / "audit.jsonl",
+            batch_size=batch,
         )
     seconds = time.perf_counter() - started
     records = Results(out / RESULTS_FILE).records
     return {
         "seconds": seconds,
         "items_seconds": sum(record["seconds"] for record in records),
+        "tools_seconds": sum(tool["seconds"] for record in records for tool in record["tools"]),
         "ok": sum(record["status"] == "ok" for record in records),
     }
 
@@ -96,6 +98,7 @@ def main() -> None:
     parser_ = parser(__doc__, "run_throughput")
     parser_.add_argument("--images", type=int, default=90, help="images in the folder (demo images in turn)")
     parser_.add_argument("--rounds", type=int, default=2, help="measurements of each, alternating the order")
+    parser_.add_argument("--batch-size", type=int, default=16, help="inspector run --batch-size")
     parser_.add_argument("--site", default="济南工地", help="the site the images are said to show")
     parser_.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="language model folder")
     parser_.add_argument("--detector", type=Path, default=DEFAULT_DETECTOR, help="whose person model to use")
@@ -108,28 +111,32 @@ def main() -> None:
         folder = image_folder(work / "images", arguments.images)
         paths = sorted(folder.iterdir())
         bare_loop(spec, paths[:1])  # warm-ups: the person model, then a one-image run (detector cache, imports)
-        inspector_run(image_folder(work / "warm-up", 1), arguments.site, detector, arguments.model, work / "out-0")
+        inspector_run(image_folder(work / "warm-up", 1), arguments.site, detector, arguments.model, work / "out-0", 1)
         rounds = alternating(
             arguments.rounds,
             lambda: bare_loop(spec, paths),
-            lambda number: inspector_run(folder, arguments.site, detector, arguments.model, work / f"out-{number}"),
+            lambda number: inspector_run(
+                folder, arguments.site, detector, arguments.model, work / f"out-{number}", arguments.batch_size
+            ),
         )
 
     images = arguments.images * len(rounds)
     bare, whole = sum(r["bare_seconds"] for r in rounds), sum(r["seconds"] for r in rounds)
-    items = sum(r["items_seconds"] for r in rounds)
+    items, tools = sum(r["items_seconds"] for r in rounds), sum(r["tools_seconds"] for r in rounds)
     ratio = whole / bare
     measured = [
         ("bare ultralytics predict loop", bare),
         ("inspector run --check people, whole call", whole),
-        ("inspector run, its items' own seconds", items),
+        ("  its items (results.jsonl seconds: share of each batch)", items),
+        ("  its tool calls (detection, work order, evidence)", tools),
     ]
     ok = sum(r["ok"] for r in rounds)
     show(
-        f"scripted-run throughput: {arguments.images} images × {len(rounds)} rounds, person model {spec.name}",
+        f"scripted-run throughput: {arguments.images} images × {len(rounds)} rounds, "
+        f"batches of {arguments.batch_size}, person model {spec.name}",
         ("what", "images", "seconds", "images/s", "s/item", "× bare"),
         [
-            (name, images, f"{s:.2f}", f"{images / s:.2f}", f"{s / images:.3f}", f"{s / bare:.2f}")
+            (name, images, f"{s:.2f}", f"{images / s:.2f}" if s else "–", f"{s / images:.3f}", f"{s / bare:.2f}")
             for name, s in measured
         ],
         note=f"{ok}/{images} items ok; target ≤ {TARGET}× bare: {'met' if ratio <= TARGET else 'missed'}",
@@ -139,6 +146,7 @@ def main() -> None:
         "model": str(arguments.model),
         "weights": spec.weights,
         "images": arguments.images,
+        "batch_size": arguments.batch_size,
         "rounds": [{**r, "ratio": r["seconds"] / r["bare_seconds"]} for r in rounds],
         "images_per_second": {"bare": images / bare, "run": images / whole, "run_items": images / items},
         "seconds_per_item": {"bare": bare / images, "run": whole / images, "run_items": items / images},
