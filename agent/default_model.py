@@ -37,7 +37,7 @@ class Recipe:
     warmup_steps: int = 30
     weight_decay: float = 0.01
     batch_size: int = 32
-    max_steps: int = 600
+    max_steps: int = 1100
     eval_every: int = 100
     threads: int = 2
     # The tools' JSON is ~760 of each example's ~930 tokens; the task-trained model learns the tools from
