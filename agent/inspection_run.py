@@ -1,11 +1,13 @@
 """The scripted inspection run: every item through the full agent, each result appended to `results.jsonl`.
 
 An item is run as one fresh turn (empty memory) with its own tools: the catalog's tools on the run's
-database and detector, writing evidence images to `evidence/<key>/` in the run's folder. When the item
-names an image, the agent's detection calls are bound to it: whatever site or date the model passes to
-count_people / check_helmets / check_equipment, the detector answers about the item's image (the call is
-recorded as the model made it, the observation names the image). The work order is looked up as the
-model asks, from the site and date the request says.
+database and detector, writing evidence images to `evidence/<key>/` in the run's folder. The tools are
+bound to what the item states: when it names an image, count_people / check_helmets / check_equipment
+answer about that image whatever site or date the model passes; when it names a site or a date, the work
+order (and detection without an image) is looked up for that site and date. The model chooses the check
+and writes the report; the call is recorded as the model made it, the observation says what was looked up.
+Only an item that is a bare request (a manifest row with a request and no site) is looked up as the model
+read it.
 
 An item fails when it cannot be run, when its turn ends without a report (failed, rejected, or a greeting
 or question back), when a tool answers with an error (an unreadable image, an unknown site), or when
@@ -103,23 +105,28 @@ class RunConfig:
 
 
 class ItemTools(Registry):
-    """The catalog's tools for one item; with an item image, every detection call is about that image."""
+    """The catalog's tools for one item, bound to the item's image, site and date where it states them."""
 
-    def __init__(self, context: ToolContext, image: str | None) -> None:
+    def __init__(
+        self, context: ToolContext, image: str | None, site: str | None = None, date: str | None = None
+    ) -> None:
         super().__init__(context)
         self.image = image
+        self.facts = {name: value for name, value in (("site", site), ("date", date)) if value}
         for tool in TOOLS:
             self.add(tool)
 
     def call(self, name: str, arguments: object) -> Observation:
         if self.image is not None and name in CHECK_OF_DETECTOR:
             arguments = {"image": self.image}
+        elif isinstance(arguments, dict) and (name == WORK_ORDER or name in CHECK_OF_DETECTOR):
+            arguments = {**arguments, **self.facts}
         return super().call(name, arguments)
 
 
 def catalog_tools(context: ToolContext) -> ToolsFor:
     """Each item's tools: the catalog's on `context`, with the item's evidence folder and image."""
-    return lambda item, evidence: ItemTools(replace(context, evidence_dir=evidence), item.image)
+    return lambda item, evidence: ItemTools(replace(context, evidence_dir=evidence), item.image, item.site, item.date)
 
 
 def image_roots(items: list[Item]) -> tuple[Path, ...]:

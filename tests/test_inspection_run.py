@@ -273,6 +273,15 @@ def test_an_item_image_binds_the_detection_calls_and_a_bad_image_fails_the_item(
     assert ItemTools(ToolContext(), image=None).call("count_people", {"site": "火星"})["error"] == "未找到站点“火星”"
 
 
+def test_an_item_site_and_date_bind_the_work_order_whatever_the_model_read():
+    tools = ItemTools(ToolContext(), image=None, site="济南", date="2024-05-24")
+    misread = {"site": "济", "check": "人数检测", "date": "2024-04-05"}
+    order = tools.call("query_work_order", misread)
+    assert (order["site"], order["date"], order["check"]) == ("济南工地", "2024-05-24", "人数检测")
+    assert tools.call("count_people", {"site": "火星"})["image"] == "images/济南工地/20240524_121500.jpg"
+    assert ItemTools(ToolContext(), image=None).call("query_work_order", misread)["error"].startswith("站点“济”不唯一")
+
+
 def test_inspector_run_options_and_a_model_that_will_not_open(tmp_path):
     manifest = write(tmp_path / "m.csv", "site\n济南\n")
     out = tmp_path / "out"
