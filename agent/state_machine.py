@@ -228,7 +228,10 @@ class Agent:
             else:
                 step.parsed = parsed
         except MalformedToolCall as error:
-            step.error = Failure("malformed_call", problem=str(error)).observation()
+            report = _stray_report(state, generation.text)
+            if report is None:
+                step.error = Failure("malformed_call", problem=str(error)).observation()
+            step.parsed = report
         except Failure as failure:
             step.error = failure.observation()
         return step
@@ -280,6 +283,14 @@ class Agent:
         if current:
             self.memory.remember([*current, Message("assistant", reply)])
         return turn
+
+
+def _stray_report(state: State, text: str) -> str | None:
+    """A report the model wrote under a tool's name instead of as a reply (a stray first line), once
+    observations are in: it is read as the report, and verified like any other. None for anything else."""
+    _, _, content = text.partition("\n")
+    content = content.strip()
+    return content if state is State.SUMMARIZE and _REPORT.match(content) else None
 
 
 def _rejected_output(step: ModelStep) -> list[Message]:

@@ -103,6 +103,18 @@ def test_a_wrong_report_is_replaced_and_flagged():
     assert "numbers" in turn.verdict.reason
 
 
+def test_a_report_under_a_tool_name_is_read_as_the_report_once_observations_are_in():
+    stray = "query_work_order\n [人数检测] 应到47人, 实到34人, 有人缺勤"
+    bot, _ = agent(call("query_work_order", site="济南", check="人数检测"), call("count_people", site="济南"), stray)
+    turn = bot.turn("查查在济南工地人数嘛")
+    assert turn.state is State.DONE and turn.reply == "[人数检测] 应到47人, 实到34人, 有人缺勤" and not turn.flagged
+    assert turn.steps[-1].output == stray and turn.steps[-1].error is None
+
+    before_any_tool, _ = agent(stray, stray)  # no observation yet: it is a malformed call, retried, then refused
+    refused = before_any_tool.turn("查查在济南工地人数嘛")
+    assert refused.state is State.FAILED and refused.tools == [] and refused.steps[0].error is not None
+
+
 def test_a_half_done_check_is_completed_by_the_agent():
     bot, _ = agent(call("query_work_order", site="青岛", check="人数检测"), "\n[人数检测] 应到0人, 实到3人")
     turn = bot.turn("青岛人数")
