@@ -7,6 +7,7 @@ that turn's result (the exception), never the others'.
 
 from agent.backend import ModelBackend
 from agent.chatglm_format import Message
+from agent.errors import ModelError
 from agent.state_machine import Turn, TurnSteps
 
 
@@ -20,6 +21,8 @@ def run_together(backend: ModelBackend, turns: list[TurnSteps], max_new_tokens: 
         indices = list(waiting)
         try:
             generations = backend.generate([waiting[index] for index in indices], max_new_tokens)
+            if len(generations) != len(indices):
+                raise ModelError(f"the model answered {len(generations)} of {len(indices)} conversations")
         except Exception as error:  # the model failed for this whole batch: every waiting turn ends with it
             finished |= {index: error for index in indices}
             break

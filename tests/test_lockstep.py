@@ -2,6 +2,7 @@
 
 from agent.backend import Generation
 from agent.chatglm_format import Message
+from agent.errors import ModelError
 from agent.lockstep import run_together
 from agent.state_machine import State
 from tests.scripted import ScriptedBackend
@@ -75,3 +76,10 @@ def test_a_crashing_turn_is_its_own_result_and_a_failing_model_ends_the_batch():
     failing = Failing()
     ended = run_together(failing, [base.fork(base.registry).steps(t) for t in ("查查济南人数", "你好", "")], 64)
     assert [type(e).__name__ for e in ended] == ["MemoryError", "MemoryError", "Turn"]
+
+    class Forgetful(Batches):
+        def generate(self, conversations, max_new_tokens=128):
+            return super().generate(conversations[1:], max_new_tokens)
+
+    short = run_together(Forgetful(), [base.fork(base.registry).steps(t) for t in ("查查济南人数", "你好")], 64)
+    assert all(isinstance(e, ModelError) and "answered 1 of 2" in str(e) for e in short)
