@@ -125,7 +125,7 @@ class ItemTools(Registry):
 
 
 def catalog_tools(context: ToolContext) -> ToolsFor:
-    """Each item's tools: the catalog's on `context`, with the item's evidence folder and image."""
+    """Each item's tools: the catalog's on `context`, with the item's evidence folder, image, site and date."""
     return lambda item, evidence: ItemTools(replace(context, evidence_dir=evidence), item.image, item.site, item.date)
 
 
@@ -187,8 +187,9 @@ class Run:
         runnable = [item for item in items if item.problem is None]
         steps = []
         for item in runnable:
-            shutil.rmtree(self._evidence(item), ignore_errors=True)
-            steps.append(self.agent.fork(self.tools_for(item, self._evidence(item))).steps(item.request))
+            evidence = self._evidence(item)
+            shutil.rmtree(evidence, ignore_errors=True)
+            steps.append(self.agent.fork(self.tools_for(item, evidence)).steps(item.request))
         turns = run_together(self.agent.backend, steps, self.agent.max_new_tokens)
         ended = {item.key: turn for item, turn in zip(runnable, turns, strict=True)}
         share = round((time.perf_counter() - started) / max(len(items), 1), 3)

@@ -115,9 +115,17 @@ class RecordedTools(Registry):
             self.validate(name, arguments)
         except Failure as failure:
             return failure.observation()
+        recorded = self.recorded_for(name, arguments)
+        if recorded is None:
+            return Failure("tool_failed", tool=name, reason="回放记录中此处没有这次调用").observation()
+        self.pending.remove(recorded)
+        return recorded.observation
+
+    def recorded_for(self, name: str, arguments: object) -> RecordedCall | None:
+        """The recording that answers a valid call: the next one, if it is this very call."""
         if self.pending and (self.pending[0].name, self.pending[0].arguments) == (name, arguments):
-            return self.pending.pop(0).observation
-        return Failure("tool_failed", tool=name, reason="回放记录中此处没有这次调用").observation()
+            return self.pending[0]
+        return None
 
 
 @dataclass(frozen=True)

@@ -228,10 +228,9 @@ class Agent:
             else:
                 step.parsed = parsed
         except MalformedToolCall as error:
-            report = _stray_report(state, generation.text)
-            if report is None:
+            step.parsed = _stray_report(state, generation.text)
+            if step.parsed is None:
                 step.error = Failure("malformed_call", problem=str(error)).observation()
-            step.parsed = report
         except Failure as failure:
             step.error = failure.observation()
         return step

@@ -19,11 +19,10 @@ from pathlib import Path
 
 from common import DATA, guarded, machine, parser, percentiles, save, show, split_file
 
-from agent.replay import RecordedTools, recorded_turns
+from agent.replay import RecordedCall, RecordedTools, recorded_turns
 from agent.session import DEFAULT_MODEL, SessionOptions, open_agent, today_for
 from agent.state_machine import Agent, State, Turn
 from tools.context import DEFAULT_DETECTOR, DEMO_DATABASE
-from tools.observations import Failure, Observation
 
 DETECTION_TOOLS = ("count_people", "check_helmets", "check_equipment")
 
@@ -35,17 +34,11 @@ class RecordedByTool(RecordedTools):
         super().__init__()
         self.differing = 0  # calls answered although their arguments differ from the recorded ones
 
-    def call(self, name: str, arguments: object) -> Observation:
+    def recorded_for(self, name: str, arguments: object) -> RecordedCall | None:
         recorded = next((call for call in self.pending if call.name == name), None)
-        if recorded is None or recorded.arguments == arguments:
-            return super().call(name, arguments)
-        try:
-            self.validate(name, arguments)
-        except Failure as failure:
-            return failure.observation()
-        self.pending.remove(recorded)
-        self.differing += 1
-        return recorded.observation
+        if recorded is not None and recorded.arguments != arguments:
+            self.differing += 1
+        return recorded
 
 
 def replayed_turns(agent: Agent, tools: RecordedTools, dialogues_file: Path, requests: int) -> list[Turn]:
