@@ -22,6 +22,9 @@ def evaluate(
     batch_size: Annotated[int, typer.Option(help="Items generated together.")] = 32,
     latency_samples: Annotated[int, typer.Option(help="Unbatched timings per step for p50/p95.")] = 50,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    free: Annotated[
+        bool, typer.Option("--free", help="Decode calls unconstrained: the model alone, without the tools' schemas.")
+    ] = False,
 ) -> None:
     """Score tool calls (BFCL-style), replies and reports teacher-forced; time each step unbatched."""
     if split not in SPLITS:
@@ -41,6 +44,7 @@ def evaluate(
         batch_size=batch_size,
         latency_samples=latency_samples,
         device=device,
+        constrained=not free,
     )
 
 
@@ -55,24 +59,36 @@ def run_evaluation(
     batch_size: int = 32,
     latency_samples: int = 50,
     device: str = "auto",
+    constrained: bool = True,
 ) -> dict[str, Any]:
     """Evaluate on the dialogues of `path`; writes `eval.json` and `eval.md` into `out` and prints the table."""
     from rich.console import Console
 
     from agent import evaluate as ev
+    from agent.call_constraint import CallConstraint
     from agent.eval_report import markdown
     from agent.glm_backend import GLMBackend
     from agent.loading import LoadOptions
     from agent.prompting import Prompting
+    from tools.catalog import derived_tools
 
     items = ev.items_of(path, Prompting.of(prefix or model).tools_in_system)[: limit or None]
     console = Console()
     variants = [("with prefix" if prefix else "model", prefix)]
     if compare:
         variants.insert(0, ("without prefix", None))
-    results: dict[str, Any] = {"model": str(model), "split": path.stem, "items": len(items), "variants": {}}
+    decoding = "constrained" if constrained else "free"
+    results: dict[str, Any] = {
+        "model": str(model),
+        "split": path.stem,
+        "items": len(items),
+        "decoding": decoding,
+        "variants": {},
+    }
+    constraint = CallConstraint.of(derived_tools()) if constrained else None
     for name, adapter in variants:
-        backend = GLMBackend.load(model, LoadOptions(device=device, prefix=adapter))  # type: ignore[arg-type]
+        options = LoadOptions(device=device, prefix=adapter)  # type: ignore[arg-type]
+        backend = GLMBackend.load(model, options, constraint)
         with console.status(f"evaluating {name} on {len(items)} items of {path.stem}"):
             scored = ev.run(backend, items, batch_size=batch_size)
             results["variants"][name] = {

@@ -21,7 +21,8 @@ def markdown(results: dict[str, Any]) -> str:
     variants = results["variants"]
     names = list(variants)
     lines = [
-        f"Evaluation of `{results['model']}` on `{results['split']}` ({results['items']} items)",
+        f"Evaluation of `{results['model']}` on `{results['split']}` ({results['items']} items, "
+        f"{results.get('decoding', 'free')} decoding)",
         "",
         "| metric | " + " | ".join(names) + " |",
         "|---|" + "---|" * len(names),

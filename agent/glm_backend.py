@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from agent import kv
 from agent.backend import Generation, ModelBackend, StopReason
+from agent.call_constraint import CallConstraint, ConversationConstraint, Vocabulary
 from agent.chatglm_format import Message, encode_message, encode_prompt
 from agent.errors import UserError
 from agent.tokenizer import GLMTokenizer
@@ -24,15 +25,28 @@ if TYPE_CHECKING:
     from agent.loading import LoadOptions
 
 
+SPAN_STARTS = 8  # starts of a quoted value scored as whole spans (agent/call_constraint.py)
+
+
+def _whole_characters(text: bytes) -> bool:
+    try:
+        text.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 class GLMBackend(ModelBackend):
     """Generate with a `GlmForCausalLM`, optionally wrapped by a peft prefix-tuning adapter."""
 
-    def __init__(self, model: Any, tokenizer: GLMTokenizer) -> None:
+    def __init__(self, model: Any, tokenizer: GLMTokenizer, constraint: CallConstraint | None = None) -> None:
         import torch
 
         ensure_torchvision()  # transformers' lazy imports touch torchvision
 
         self.tokenizer = tokenizer
+        self.constraint = constraint
+        self._vocabulary = Vocabulary(tokenizer.token_bytes) if constraint else None
         self.model = model.eval()
         self.base = model.get_base_model() if hasattr(model, "get_base_model") else model
         self.device = next(self.base.parameters()).device
@@ -44,12 +58,11 @@ class GLMBackend(ModelBackend):
         self._head_kv: kv.KV = self._virtual
 
     @classmethod
-    def load(cls, model_dir: Path, options: "LoadOptions") -> "GLMBackend":
-        """The model and tokenizer of a model folder, loaded as `options` say."""
+    def load(cls, model_dir: Path, options: "LoadOptions", constraint: CallConstraint | None = None) -> "GLMBackend":
+        """The model and tokenizer of a model folder, loaded as `options` say, decoding under `constraint`."""
         from agent.loading import load_model
 
-        tokenizer = GLMTokenizer.load(model_dir)
-        return cls(load_model(model_dir, options), tokenizer)
+        return cls(load_model(model_dir, options), GLMTokenizer.load(model_dir), constraint)
 
     @property
     def virtual_tokens(self) -> int:
@@ -68,38 +81,25 @@ class GLMBackend(ModelBackend):
                     f"the conversation needs {len(prompt)} + {max_new_tokens} tokens, more than the model's "
                     f"context of {self.context}; shorten the input or the history"
                 )
-        head = self._shared_head(conversations)
         started = time.perf_counter()
-        past_kv = self._kv_for_head(head)
-        rests = [prompt[len(head) :] for prompt in prompts]
-        width = max(map(len, rests))
-        batch = len(rests)
-        pad = self.tokenizer.pad_id
-        ids = torch.tensor([[pad] * (width - len(r)) + r for r in rests], device=self.device)
-        mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rests], device=self.device)
-        positions = (len(head) + mask.cumsum(-1) - 1).clamp(min=0)
-        attention = torch.cat([mask.new_ones(batch, kv.length(past_kv)), mask], dim=1)
-        output = self.base(
-            input_ids=ids,
-            attention_mask=attention,
-            position_ids=positions,
-            past_key_values=kv.cache(past_kv, batch),
-            use_cache=True,
-        )
+        output, attention, position = self._prefill(prompts, self._shared_head(conversations))
         prefilled = time.perf_counter()
-        tokens: list[list[int]] = [[] for _ in rests]
+        batch = len(prompts)
+        tokens: list[list[int]] = [[] for _ in prompts]
         stops: list[StopReason | None] = [None] * batch
+        rows = self._constraints(conversations)
         cache = output.past_key_values
         logits = output.logits[:, -1]
-        position = positions[:, -1:]
         for step in range(max_new_tokens):
-            chosen = self._greedy(logits)
+            chosen = self._greedy(self._constrain(logits, rows, stops, (cache, attention, position)))
             for row, token in enumerate(chosen.tolist()):
                 if stops[row] is None:
                     stop = self._stop_reason(token)
                     stops[row] = stop
                     if stop is None:
                         tokens[row].append(token)
+                        if rows:
+                            rows[row].add(token)
             if all(stops) or step == max_new_tokens - 1:
                 break
             attention = torch.cat([attention, attention.new_ones(batch, 1)], dim=1)
@@ -124,6 +124,101 @@ class GLMBackend(ModelBackend):
             )
             for row_tokens, prompt, stop in zip(tokens, prompts, stops, strict=True)
         ]
+
+    def _prefill(self, prompts: list[list[int]], head: list[int]) -> tuple[Any, Any, Any]:
+        """Run the prompts left-padded on top of the cached `head`: (output, attention mask, last positions)."""
+        torch = self._torch
+        past_kv = self._kv_for_head(head)
+        rests = [prompt[len(head) :] for prompt in prompts]
+        width, batch, pad = max(map(len, rests)), len(rests), self.tokenizer.pad_id
+        ids = torch.tensor([[pad] * (width - len(r)) + r for r in rests], device=self.device)
+        mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rests], device=self.device)
+        positions = (len(head) + mask.cumsum(-1) - 1).clamp(min=0)
+        attention = torch.cat([mask.new_ones(batch, kv.length(past_kv)), mask], dim=1)
+        output = self.base(
+            input_ids=ids,
+            attention_mask=attention,
+            position_ids=positions,
+            past_key_values=kv.cache(past_kv, batch),
+            use_cache=True,
+        )
+        return output, attention, positions[:, -1:]
+
+    def _constraints(self, conversations: list[list[Message]]) -> list[ConversationConstraint]:
+        if self.constraint is None or self._vocabulary is None:
+            return []
+        return [self.constraint.for_conversation(messages, self._vocabulary) for messages in conversations]
+
+    def _constrain(
+        self, logits: Any, rows: list[ConversationConstraint], stops: list[StopReason | None], state: tuple[Any, ...]
+    ) -> Any:
+        """`logits` with every token a constrained row may not write next pushed to -inf.
+
+        `state` is (cache, attention mask, positions) of the batch so far, for scoring a row's spans.
+        """
+        for row, constraint in enumerate(rows):
+            if stops[row] is not None:
+                continue
+            starts = constraint.span_starts()
+            if starts:
+                constraint.follow(self._best_span(starts, logits[row], row, *state))
+            allowed = constraint.allowed()
+            if allowed is not None:
+                keep = logits[row, allowed]
+                logits[row] = float("-inf")
+                logits[row, allowed] = keep
+        return logits
+
+    def _best_span(
+        self, starts: list[bytes], first: Any, row: int, cache: Any, attention: Any, position: Any
+    ) -> list[int]:
+        """The ids of the most likely quoted value among the spans that begin with one of `starts`."""
+        spelt, scores = self._span_scores(starts, first, row, cache, attention, position)
+        token_bytes = self.tokenizer.token_bytes
+        best: tuple[float, list[int]] = (float("-inf"), spelt[0][:1])
+        for index, span in enumerate(spelt):
+            for size in range(1, len(span) + 1):
+                score = float(scores[index, size - 1])
+                if score > best[0] and _whole_characters(b"".join(token_bytes[t] for t in span[:size])):
+                    best = (score, span[:size])
+        return best[1]
+
+    def _span_scores(
+        self, starts: list[bytes], first: Any, row: int, cache: Any, attention: Any, position: Any
+    ) -> tuple[list[list[int]], Any]:
+        """The `SPAN_STARTS` likeliest starts (by their first piece) in ids, and each prefix's score.
+
+        They run together on top of `row`'s cache; `scores[i, k - 1]` is the log-probability of the first
+        `k` pieces of start `i` and of a closing quote right after them.
+        """
+        torch, quotes = self._torch, self._vocabulary.quotes if self._vocabulary else []
+        first = first[: self.tokenizer.vocab_size].float().log_softmax(-1)
+        spelt = sorted((self._spell(start) for start in starts), key=lambda ids: -float(first[ids[0]]))
+        spelt = spelt[:SPAN_STARTS]
+        count, width = len(spelt), max(map(len, spelt))
+        ids = torch.tensor([s + [self.tokenizer.pad_id] * (width - len(s)) for s in spelt], device=self.device)
+        steps = torch.arange(width, device=self.device)
+        output = self.base(
+            input_ids=ids,
+            attention_mask=torch.cat([attention[row : row + 1], attention.new_ones(1, width)], 1).expand(count, -1),
+            position_ids=(position[row : row + 1] + 1 + steps).expand(count, -1),
+            past_key_values=kv.cache([(k[row : row + 1], v[row : row + 1]) for k, v in kv.layers(cache)], count),
+            use_cache=True,
+        )
+        logp = output.logits[..., : self.tokenizer.vocab_size].float().log_softmax(-1)
+        pieces = logp[:, :-1].gather(-1, ids[:, 1:, None])[..., 0]
+        scores = first[ids[:, 0]][:, None] + torch.cat([pieces.new_zeros(count, 1), pieces.cumsum(-1)], 1)
+        return spelt, scores + logp[..., quotes].logsumexp(-1)
+
+    def _spell(self, text: bytes) -> list[int]:
+        """`text` in ids as the tokenizer writes it inside a longer text (without its dummy-prefix space)."""
+        assert self._vocabulary is not None
+        ids = self.tokenizer.encode(text.decode("utf-8", "ignore"))
+        if ids and self.tokenizer.token_bytes[ids[0]] == b" ":
+            ids = ids[1:]
+        if b"".join(self.tokenizer.token_bytes[i] for i in ids) != text:
+            return self._vocabulary.spell(text)
+        return ids
 
     def _greedy(self, logits: Any) -> Any:
         """The most likely real token; rows of a padded embedding beyond the tokenizer never win."""

@@ -71,12 +71,13 @@ def _find_all(text: str, name: str) -> list[int]:
 
 def open_agent(options: SessionOptions, observer: Observer = lambda kind, payload: None) -> Agent:
     """The agent over the shipped or given model, the tools on the given database and detector."""
+    from agent.call_constraint import CallConstraint
     from agent.glm_backend import GLMBackend
     from agent.loading import LoadOptions
     from tools.catalog import build_registry
     from tools.context import ToolContext
 
-    backend = GLMBackend.load(options.model, LoadOptions(device=options.device, prefix=options.prefix))  # type: ignore[arg-type]
+    load_options = LoadOptions(device=options.device, prefix=options.prefix)  # type: ignore[arg-type]
     day, _ = today_for(options)
     context = ToolContext(
         database=options.database,
@@ -86,6 +87,7 @@ def open_agent(options: SessionOptions, observer: Observer = lambda kind, payloa
         today=lambda: day,
     )
     registry = build_registry(context)
+    backend = GLMBackend.load(options.model, load_options, CallConstraint.of(registry.tools()))
     budget = backend.context - load("agent")["limits"]["max_new_tokens"]
     prompting = Prompting.of(options.prefix or options.model)
     memory = Memory(

@@ -87,6 +87,21 @@ class GLMTokenizer:
         text.append(self._sp.decode(run))
         return "".join(text)
 
+    @cached_property
+    def token_bytes(self) -> list[bytes]:
+        """The bytes each id adds to a decoded text (`▁` as a space); empty for specials and control pieces."""
+        sp = self._sp
+        table = []
+        for i in range(self.n_pieces):
+            piece = sp.id_to_piece(i)
+            if sp.is_byte(i):
+                table.append(bytes([int(piece[1:-1], 16)]))
+            elif sp.is_control(i) or sp.is_unknown(i):
+                table.append(b"")
+            else:
+                table.append(piece.replace("\u2581", " ").encode("utf-8"))
+        return table + [b""] * len(SPECIAL_TOKENS)
+
     def piece(self, i: int) -> str:
         """The surface form of one id, for debugging views."""
         return self._special_by_id.get(i) or self._sp.id_to_piece(i)

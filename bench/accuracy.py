@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/accuracy.py                                  # the shipped default
     .venv/bin/python bench/accuracy.py --model BASE --prefix ADAPTER    # before / after a P-tuning v2 prefix
+    .venv/bin/python bench/accuracy.py --free                           # the model alone, calls unconstrained
 
 Each split is scored as `inspector eval` scores it (teacher-forced: the model writes every assistant message
 after the gold history; calls checked BFCL-style, reports exactly and for fidelity), which also writes its
@@ -52,6 +53,7 @@ def main() -> None:
     parser_.add_argument("--splits", nargs="+", choices=SPLITS, default=list(SPLITS), help="splits to score")
     parser_.add_argument("--limit", type=int, help="score only the first N items of each split")
     parser_.add_argument("--latency-samples", type=int, default=50, help="unbatched timings per step (eval.md)")
+    parser_.add_argument("--free", action="store_true", help="decode calls without the tools' schemas")
     arguments = parser_.parse_args()
 
     from agent.eval_cli import run_evaluation
@@ -66,12 +68,15 @@ def main() -> None:
             compare=arguments.prefix is not None,
             limit=arguments.limit,
             latency_samples=arguments.latency_samples,
+            constrained=not arguments.free,
         )
         for split in arguments.splits
     }
     columns = [f"{split} · {variant}" for split, result in results.items() for variant in result["variants"]]
     show(
-        f"accuracy of {arguments.model}" + (f" + {arguments.prefix}" if arguments.prefix else ""),
+        f"accuracy of {arguments.model}"
+        + (f" + {arguments.prefix}" if arguments.prefix else "")
+        + (", free decoding" if arguments.free else ", constrained decoding"),
         ("", *columns),
         rows(results),
     )
@@ -80,6 +85,7 @@ def main() -> None:
             "machine": where,
             "model": str(arguments.model),
             "prefix": arguments.prefix and str(arguments.prefix),
+            "decoding": "free" if arguments.free else "constrained",
             "splits": results,
         },
         arguments.out,

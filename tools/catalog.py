@@ -13,12 +13,12 @@ from pydantic import Field
 from agent.reports import Check
 from tools.context import ToolContext
 from tools.observations import Observation
-from tools.registry import Registry, derive
+from tools.registry import Quoted, Registry, Tool, derive
 
-Site = Annotated[str, Field(description="站点名称")]
-OptionalSite = Annotated[str | None, Field(description="站点名称")]
-Date = Annotated[str | None, Field(description="日期, 如 今天、5月3日, 默认今天")]
-ImageDate = Annotated[str | None, Field(description="日期, 取当天及之前最新的图像, 默认最新")]
+Site = Annotated[str, Field(description="站点名称"), Quoted()]
+OptionalSite = Annotated[str | None, Field(description="站点名称"), Quoted()]
+Date = Annotated[str | None, Field(description="日期, 如 今天、5月3日, 默认今天"), Quoted()]
+ImageDate = Annotated[str | None, Field(description="日期, 取当天及之前最新的图像, 默认最新"), Quoted()]
 Image = Annotated[str | None, Field(description="图像路径, 代替站点和日期")]
 
 
@@ -59,9 +59,14 @@ def check_equipment(
 TOOLS = (query_work_order, count_people, check_helmets, check_equipment)
 
 
+def derived_tools() -> list[Tool]:
+    """The four tools as the registry derives them, in a fixed order."""
+    return [derive(tool) for tool in TOOLS]
+
+
 def tool_descriptions() -> list[dict[str, Any]]:
     """The ChatGLM3 descriptions of the four tools, in a fixed order."""
-    return [derive(tool).description for tool in TOOLS]
+    return [tool.description for tool in derived_tools()]
 
 
 def build_registry(context: ToolContext) -> Registry:

@@ -3,8 +3,10 @@
 A tool is a function `tool(context, arg: Type = default, ...) -> dict` with a docstring. Its argument
 model (pydantic) and its description (`name`, `description`, `parameters` as JSON Schema) are derived from
 the signature and the docstring's first paragraph; parameter descriptions come from
-`Annotated[T, Field(description=...)]`. The agent calls tools only through `Registry.call`, which always
-returns an observation, never raises for a bad call.
+`Annotated[T, Field(description=...)]`; a `Quoted()` in the same `Annotated` marks an argument whose value
+the model copies verbatim from the inspector's words (agent/call_constraint.py holds decoding to it). The
+agent calls tools only through `Registry.call`, which always returns an observation, never raises for a bad
+call.
 """
 
 import inspect
@@ -25,11 +27,17 @@ _RUNTIME_ERRORS = (InspectorError, OSError, sqlite3.Error)
 
 
 @dataclass(frozen=True)
+class Quoted:
+    """Marks a string argument whose value is quoted verbatim from the inspector's words (a site, a date)."""
+
+
+@dataclass(frozen=True)
 class Tool:
     name: str
     function: ToolFunction
     arguments: type[BaseModel]
     description: dict[str, Any]
+    quoted: frozenset[str] = frozenset()
 
 
 def derive(function: ToolFunction) -> Tool:
@@ -47,7 +55,12 @@ def derive(function: ToolFunction) -> Tool:
     arguments = create_model(function.__name__, __config__=ConfigDict(extra="forbid"), **fields)
     summary = " ".join(doc.split("\n\n")[0].split())
     description = {"name": function.__name__, "description": summary, "parameters": _parameters(arguments)}
-    return Tool(function.__name__, function, arguments, description)
+    quoted = frozenset(p.name for p in parameters if any(isinstance(m, Quoted) for m in _metadata(p.annotation)))
+    return Tool(function.__name__, function, arguments, description, quoted)
+
+
+def _metadata(annotation: Any) -> tuple[Any, ...]:
+    return getattr(annotation, "__metadata__", ())
 
 
 def _parameters(arguments: type[BaseModel]) -> dict[str, Any]:
@@ -90,6 +103,9 @@ class Registry:
 
     def names(self) -> list[str]:
         return list(self._tools)
+
+    def tools(self) -> list[Tool]:
+        return list(self._tools.values())
 
     def descriptions(self) -> list[dict[str, Any]]:
         return [tool.description for tool in self._tools.values()]

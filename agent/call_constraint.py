@@ -1,0 +1,241 @@
+"""Schema-constrained decoding of tool calls: string values the model may not invent.
+
+While the model writes a call (`name` / ```` ```python ```` / `tool_call(arg='...')`), the value of a
+string argument is held to what the tool's schema allows:
+
+- an argument with an `enum` continues one of its values and closes only on a whole one;
+- a `Quoted` argument (a site, a date) is a span of the inspector's own words, any message of the
+  conversation. Greedy decoding would commit to the span's first character alone, and a small model often
+  starts one character late (`庄500kV变电站` for `峰庄500kV变电站`); so at the opening quote the backend
+  scores whole spans instead (`span_starts`, then `follow` the most likely one: the model's own
+  probability of the span and of the closing quote after it) and the value is written in one go.
+
+A report (a plain message after the turn's observations) is held to the verifier's rule as it is written:
+a run of digits may only spell a number the turn's observations hold, and ends only on a whole one
+(agent/verifier.py rejects any other number afterwards; this keeps the model from writing one).
+
+Everything else (which tool, which arguments, the verdict) stays the model's greedy choice. Matching is done
+on bytes, so it holds for any tokenizer, byte-fallback pieces and pieces that span several characters
+included.
+"""
+
+import re
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from agent.chatglm_format import Message
+from tools.registry import Tool
+
+_TOOL_NAME = re.compile(rb"\s*([A-Za-z_]\w*)\s*\n")
+_ARGUMENT = re.compile(rb"(\w+)\s*=\s*'")
+_OPEN_VALUE = re.compile(rb"tool_call\((?:.*,)?\s*(\w+)\s*=\s*'([^'\\]*)\Z", re.DOTALL)
+_DIGITS = re.compile(rb"[0-9]+")
+_TRAILING_DIGITS = re.compile(rb"[0-9]*\Z")
+_CONTINUATION_BYTE = range(0x80, 0xC0)
+SPAN_BYTES = 96  # the longest quoted value considered: 32 Chinese characters
+
+
+@dataclass(frozen=True)
+class Rule:
+    """What one argument's value may be: one of `enum`, or (`quoted`) a span of the inspector's words.
+
+    `required` are the tool's required arguments: the call may not end (`')`) before all are written.
+    """
+
+    enum: tuple[bytes, ...] = ()
+    quoted: bool = False
+    required: frozenset[str] = frozenset()
+
+
+class Vocabulary:
+    """The token ids by their bytes, and the ids whose bytes close a quoted string, by what comes before it."""
+
+    def __init__(self, token_bytes: list[bytes]) -> None:
+        self.token_bytes = token_bytes
+        self.by_bytes: dict[bytes, list[int]] = defaultdict(list)
+        self.closing: dict[bytes, list[int]] = defaultdict(list)
+        for token, text in enumerate(token_bytes):
+            if b"'" in text:
+                self.closing[text[: text.index(b"'")]].append(token)
+            elif text:
+                self.by_bytes[text].append(token)
+        self.longest = max(map(len, self.by_bytes), default=0)
+        self.quotes = sorted(self.closing.get(b"", ()))
+        self.call_enders = {t for t, text in enumerate(token_bytes) if b")" in text.partition(b"'")[2]}
+        self.with_digits = [t for t, text in enumerate(token_bytes) if _DIGITS.search(text)]
+        self.without_digits = [t for t, text in enumerate(token_bytes) if text and not _DIGITS.search(text)]
+        self.empty = [t for t, text in enumerate(token_bytes) if not text]
+
+    def spell(self, text: bytes) -> list[int]:
+        """Ids whose bytes are `text` (up to a byte no piece spells), longest piece first."""
+        ids: list[int] = []
+        while text:
+            size = next((n for n in range(min(self.longest, len(text)), 0, -1) if text[:n] in self.by_bytes), 0)
+            if not size:
+                break
+            ids.append(self.by_bytes[text[:size]][0])
+            text = text[size:]
+        return ids
+
+    def prefixes(self, rest: bytes) -> set[int]:
+        """Ids whose bytes are a non-empty prefix of `rest`."""
+        found: set[int] = set()
+        for size in range(1, min(self.longest, len(rest)) + 1):
+            found.update(self.by_bytes.get(rest[:size], ()))
+        return found
+
+    def closers(self, rest: bytes, *, whole: bool, empty: bool) -> set[int]:
+        """Ids that close the string after a prefix of `rest` (all of it when `whole`; none of it only if `empty`)."""
+        if whole:
+            return set(self.closing.get(rest, ()))
+        return {
+            token
+            for before, tokens in self.closing.items()
+            if rest.startswith(before) and (before or empty)
+            for token in tokens
+        }
+
+
+class CallConstraint:
+    """The rules of every tool's string arguments, by (tool, argument)."""
+
+    def __init__(self, rules: dict[tuple[str, str], Rule]) -> None:
+        self.rules = rules
+
+    @classmethod
+    def of(cls, tools: Iterable[Tool]) -> "CallConstraint":
+        rules = {}
+        for tool in tools:
+            parameters = tool.description["parameters"]
+            required = frozenset(parameters.get("required", ()))
+            for name, schema in parameters["properties"].items():
+                enum = tuple(str(value).encode("utf-8") for value in schema.get("enum", ()))
+                if enum or name in tool.quoted:
+                    rules[tool.name, name] = Rule(enum, name in tool.quoted, required)
+        return cls(rules)
+
+    def for_conversation(self, messages: list[Message], vocabulary: Vocabulary) -> "ConversationConstraint":
+        """The constraint on the next assistant message of a conversation."""
+        words = [m.content.encode("utf-8") for m in messages if m.role == "user"]
+        turn = messages[max((i for i, m in enumerate(messages) if m.role == "user"), default=-1) + 1 :]
+        observed = [m.content.encode("utf-8") for m in turn if m.role == "observation"]
+        numbers = Numbers(frozenset(n for text in observed for n in _DIGITS.findall(text)), vocabulary)
+        return ConversationConstraint(self.rules, vocabulary, words, numbers if observed else None)
+
+
+class Numbers:
+    """The pieces that keep a report's digits to the observations' numbers, by the digits written last."""
+
+    def __init__(self, numbers: frozenset[bytes], vocabulary: Vocabulary) -> None:
+        self.numbers = numbers
+        self.prefixes = {number[:size] for number in numbers for size in range(1, len(number) + 1)}
+        self.vocabulary = vocabulary
+        self._cache: dict[bytes, list[int]] = {}
+
+    def allowed(self, written: bytes) -> list[int]:
+        run = _TRAILING_DIGITS.search(written).group()  # type: ignore[union-attr]
+        if run not in self._cache:
+            vocabulary = self.vocabulary
+            pieces = vocabulary.token_bytes
+            whole = not run or run in self.numbers  # the digits so far may end here
+            digits = [token for token in vocabulary.with_digits if self._fits(run + pieces[token])]
+            self._cache[run] = sorted(digits + (vocabulary.without_digits + vocabulary.empty if whole else []))
+        return self._cache[run]
+
+    def _fits(self, text: bytes) -> bool:
+        """Whether `text` spells whole observed numbers, the last one possibly unfinished."""
+        return all(
+            match.group() in (self.prefixes if match.end() == len(text) else self.numbers)
+            for match in _DIGITS.finditer(text)
+        )
+
+
+class ConversationConstraint:
+    """The allowed next tokens of one assistant message being generated, given the bytes written so far."""
+
+    def __init__(
+        self,
+        rules: dict[tuple[str, str], Rule],
+        vocabulary: Vocabulary,
+        words: list[bytes],
+        numbers: Numbers | None = None,
+    ) -> None:
+        self.rules = rules
+        self.vocabulary = vocabulary
+        self.words = words
+        self.numbers = numbers
+        self.written = bytearray()
+        self._cache: dict[tuple[Rule, bytes], list[int] | None] = {}
+        self._plan: list[int] = []
+        self._closing = False
+
+    def add(self, token: int) -> None:
+        self.written += self.vocabulary.token_bytes[token]
+        if self._plan:
+            self._plan.pop(0)
+            self._closing = not self._plan
+        else:
+            self._closing = False
+
+    def span_starts(self) -> list[bytes] | None:
+        """At the opening quote of a quoted value: the bytes from each place in the words the value may start."""
+        state = self._state()
+        if state is None or self._plan or self._closing or not state[0].quoted or state[1]:
+            return None
+        return [rest[:SPAN_BYTES].decode("utf-8", "ignore").encode("utf-8") for rest in self._rests(*state)]
+
+    def follow(self, tokens: list[int]) -> None:
+        """Write `tokens` next, then close the value (the model picks the closing piece)."""
+        self._plan = list(tokens)
+
+    def allowed(self) -> list[int] | None:
+        """The ids the next token must be one of, or None where nothing constrains it."""
+        if self._plan:
+            return self._plan[:1]
+        state = self._state()
+        if state is None:
+            if self.numbers is None or _TOOL_NAME.match(self.written):
+                return None
+            return self.numbers.allowed(bytes(self.written))
+        if self._closing:
+            allowed = self.vocabulary.quotes
+        else:
+            if state not in self._cache:
+                self._cache[state] = self._allowed(*state)
+            allowed = self._cache[state]
+        written = {name.decode() for name in _ARGUMENT.findall(self.written)}
+        if allowed is None or state[0].required <= written:
+            return allowed
+        return [token for token in allowed if token not in self.vocabulary.call_enders] or None
+
+    def _state(self) -> tuple[Rule, bytes] | None:
+        """The rule of the string value being written, and its bytes so far; None outside such a value."""
+        name = _TOOL_NAME.match(self.written)
+        value = _OPEN_VALUE.search(self.written)
+        if name is None or value is None:
+            return None
+        rule = self.rules.get((name.group(1).decode(), value.group(1).decode()))
+        return None if rule is None else (rule, value.group(2))
+
+    def _allowed(self, rule: Rule, so_far: bytes) -> list[int] | None:
+        vocabulary = self.vocabulary
+        found: set[int] = set()
+        for rest in self._rests(rule, so_far):
+            found |= vocabulary.prefixes(rest)
+            found |= vocabulary.closers(rest, whole=bool(rule.enum), empty=bool(so_far))
+        return sorted(found) or None
+
+    def _rests(self, rule: Rule, so_far: bytes) -> list[bytes]:
+        """What may follow `so_far` inside the value."""
+        if rule.enum:
+            return [value[len(so_far) :] for value in rule.enum if value.startswith(so_far)]
+        rests = []
+        for text in self.words:
+            start = text.find(so_far)
+            while start >= 0:
+                rest = text[start + len(so_far) :]
+                if so_far or (rest and rest[0] not in _CONTINUATION_BYTE):
+                    rests.append(rest)
+                start = text.find(so_far, start + 1)
+        return rests

@@ -1,0 +1,205 @@
+"""Constrained decoding of tool calls: enum values and values quoted from the inspector's words."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+from agent.call_constraint import CallConstraint, Vocabulary
+from agent.chatglm_format import Message
+from agent.session import DEFAULT_MODEL
+from tools.catalog import derived_tools
+
+CALL = "query_work_order\n ```python\ntool_call("
+REQUEST = "查查在济南工地人数嘛"
+
+
+@pytest.fixture(params=["small", "chatglm3"])
+def tokenizer(request, small_tokenizer, chatglm3_tokenizer):
+    return small_tokenizer if request.param == "small" else chatglm3_tokenizer
+
+
+def allowed_after(tokenizer, written: str, words: list[str]) -> list[bytes] | None:
+    vocabulary = Vocabulary(tokenizer.token_bytes)
+    row = CallConstraint.of(derived_tools()).for_conversation([Message("user", w) for w in words], vocabulary)
+    for token in tokenizer.encode(written):
+        row.add(token)
+    allowed = row.allowed()
+    return None if allowed is None else [vocabulary.token_bytes[token] for token in allowed]
+
+
+def test_token_bytes_spell_out_what_decode_writes(tokenizer):
+    text = "查查济南 110kV 变电站, 还有邯郸"
+    ids = tokenizer.encode(text)
+    assert b"".join(tokenizer.token_bytes[i] for i in ids).decode("utf-8").strip() == text
+    assert len(tokenizer.token_bytes) == tokenizer.vocab_size
+    assert tokenizer.token_bytes[tokenizer.role("user")] == b""
+
+
+def test_a_quoted_value_starts_with_a_piece_of_the_inspectors_words(tokenizer):
+    allowed = allowed_after(tokenizer, CALL + "site='", [REQUEST])
+    assert allowed
+    assert all(piece.split(b"'")[0] in REQUEST.encode() for piece in allowed)
+    assert "济".encode() in allowed or "济南".encode() in allowed
+    assert not any(piece.startswith(b"'") for piece in allowed), "an empty value is not a quote"
+
+
+def test_a_quoted_value_continues_its_span_or_closes(tokenizer):
+    allowed = allowed_after(tokenizer, CALL + "site='济", ["去过广州", REQUEST])
+    assert allowed
+    assert any(piece.startswith("南".encode()) for piece in allowed)
+    assert any(piece.startswith(b"'") for piece in allowed)
+    assert not any(piece.startswith("州".encode()) for piece in allowed)
+    assert all(("济".encode() + piece.split(b"'")[0]) in REQUEST.encode() for piece in allowed)
+
+
+def test_earlier_messages_are_the_inspectors_words_too(tokenizer):
+    allowed = allowed_after(tokenizer, CALL + "site='广", ["去过广州", REQUEST])
+    assert allowed and all(piece.split(b"'")[0] in "州".encode() for piece in allowed)
+
+
+def test_an_enum_value_is_one_of_the_schemas_and_closes_only_when_whole(tokenizer):
+    allowed = allowed_after(tokenizer, CALL + "site='济南', check='人数", [REQUEST])
+    assert allowed and all("检测".encode().startswith(piece) for piece in allowed)
+    closing = allowed_after(tokenizer, CALL + "site='济南', check='人数检测", [REQUEST])
+    assert closing and all(piece.startswith(b"'") for piece in closing)
+
+
+@pytest.mark.parametrize(
+    "written",
+    [
+        "您好,我是",  # a reply, not a call
+        CALL,  # between arguments
+        CALL + "site='济南'",  # a closed value
+        CALL + "site='济南', ",
+        "no_such_tool\n ```python\ntool_call(site='",  # not a tool of the catalog
+        "count_people\n ```python\ntool_call(image='",  # a string argument neither enum nor quoted
+    ],
+)
+def test_nothing_else_is_constrained(small_tokenizer, written):
+    assert allowed_after(small_tokenizer, written, [REQUEST]) is None
+
+
+def test_byte_fallback_pieces_copy_a_character_the_vocabulary_lacks(small_tokenizer):
+    ids = small_tokenizer.encode("邯")
+    assert len(ids) > 2, "邯 is not in the small tokenizer: it is spelt in bytes"
+    allowed = allowed_after(small_tokenizer, CALL + "site='", ["邯郸站"])
+    assert small_tokenizer.token_bytes[ids[-3]] in allowed
+    assert not any(0x80 <= piece[0] < 0xC0 for piece in allowed), "never start in the middle of a character"
+
+
+def test_the_quoted_arguments_come_from_the_catalogs_types():
+    rules = CallConstraint.of(derived_tools()).rules
+    assert rules["query_work_order", "site"].quoted and rules["count_people", "date"].quoted
+    assert rules["query_work_order", "check"].enum == tuple(v.encode() for v in ("人数检测", "安全检查", "设备检查"))
+    assert ("count_people", "image") not in rules
+    assert "Quoted" not in str([tool.description for tool in derived_tools()]), "the schemas the model sees"
+
+
+def test_the_shipped_model_writes_only_values_the_schemas_allow():
+    """Constrained generation on real requests: every site and date is the inspector's, every check an enum."""
+    from agent.glm_backend import GLMBackend
+    from agent.loading import LoadOptions
+
+    if not (DEFAULT_MODEL / "model.safetensors").is_file():
+        pytest.skip("models/default is not built")
+    requests = [
+        "查查在济南工地人数嘛",
+        "帮我看下泰桃源500kV变电站有没有人摘了安全帽",
+        "2024-05-03邯郸站设备带齐了吗",
+        "昨天坊文武工地到岗人数情况",
+    ]
+    backend = GLMBackend.load(Path(DEFAULT_MODEL), LoadOptions(device="cpu"), CallConstraint.of(derived_tools()))
+    outputs = backend.generate([[Message("user", request)] for request in requests], 64)
+    for request, output in zip(requests, outputs, strict=True):
+        values = dict(re.findall(r"(\w+)='([^']*)'", output.text))
+        assert values.get("site"), f"{request} → {output.text!r}: no site"
+        assert values["site"] in request and values.get("date", "") in request
+        assert values.get("check", "人数检测") in ("人数检测", "安全检查", "设备检查")
+
+
+def test_a_call_does_not_end_before_its_required_arguments(small_tokenizer):
+    vocabulary = Vocabulary(small_tokenizer.token_bytes)
+    assert vocabulary.call_enders, "the small tokenizer has a piece like `')`"
+    early = allowed_after(small_tokenizer, CALL + "site='济南", [REQUEST])
+    assert early and not set(map(bytes, early)) & {small_tokenizer.token_bytes[t] for t in vocabulary.call_enders}
+    done = allowed_after(small_tokenizer, CALL + "site='济南', check='人数检测", [REQUEST])
+    assert done and {small_tokenizer.token_bytes[t] for t in vocabulary.call_enders} & set(done)
+
+
+def test_a_followed_span_is_written_then_closed(small_tokenizer):
+    vocabulary = Vocabulary(small_tokenizer.token_bytes)
+    row = CallConstraint.of(derived_tools()).for_conversation([Message("user", REQUEST)], vocabulary)
+    for token in small_tokenizer.encode(CALL + "site='"):
+        row.add(token)
+    starts = row.span_starts()
+    assert starts and "济南工地人数嘛".encode() in starts and all(REQUEST.encode().endswith(s) for s in starts)
+    span = vocabulary.spell("济南".encode())
+    row.follow(span)
+    for token in span:
+        assert row.allowed() == [token]
+        row.add(token)
+    closing = row.allowed()
+    assert closing and all(vocabulary.token_bytes[t].startswith(b"'") for t in closing)
+    assert row.span_starts() is None, "one span per value"
+
+
+def test_span_scores_are_the_models_probabilities_of_whole_spans(small_tokenizer):
+    """Spans scored on a left-padded batch's cache agree with full recomputation, and the best one wins."""
+    import torch
+
+    from agent.glm_backend import SPAN_STARTS, GLMBackend
+    from tests.glm_tiny import tiny_glm
+
+    model = tiny_glm(small_tokenizer.vocab_size, seed=3)
+    backend = GLMBackend(model, small_tokenizer, CallConstraint.of(derived_tools()))
+    quotes = Vocabulary(small_tokenizer.token_bytes).quotes
+    prompts = [small_tokenizer.encode(text) for text in ("查查在济南工地人数嘛 " * 3, "青岛人数")]
+    words = "济南工地人数"
+    starts = [words[i:].encode() for i in range(len(words))]
+    assert len(starts) <= SPAN_STARTS, "every start is scored"
+
+    def score(prompt: list[int], span: list[int]) -> float:
+        logp = model(input_ids=torch.tensor([prompt + span])).logits[0, :, : small_tokenizer.vocab_size]
+        logp = logp.float().log_softmax(-1)
+        pieces = sum(float(logp[len(prompt) - 1 + j, t]) for j, t in enumerate(span))
+        return pieces + float(logp[-1, quotes].logsumexp(-1))
+
+    with torch.inference_mode():
+        output, attention, position = backend._prefill(prompts, [])
+        for row, prompt in enumerate(prompts):
+            state = (output.logits[row, -1].clone(), row, output.past_key_values, attention, position)
+            spelt, scores = backend._span_scores(starts, *state)
+            assert sorted(map(tuple, spelt)) == sorted(tuple(backend._spell(s)) for s in starts)
+            spans = {}
+            for index, span in enumerate(spelt):
+                for size in range(1, len(span) + 1):
+                    spans[tuple(span[:size])] = expected = score(prompt, span[:size])
+                    assert abs(float(scores[index, size - 1]) - expected) < 1e-4
+            assert tuple(backend._best_span(starts, *state)) == max(spans, key=spans.__getitem__)
+
+
+def test_a_reports_digits_spell_only_the_observations_numbers(small_tokenizer):
+    vocabulary = Vocabulary(small_tokenizer.token_bytes)
+    conversation = [
+        Message("user", "查查在济南工地人数嘛 2024"),
+        Message("observation", '{"expected_workers": 47, "persons": 34}'),
+    ]
+    row = CallConstraint.of(derived_tools()).for_conversation(conversation, vocabulary)
+    for token in small_tokenizer.encode("[人数检测] 应到4"):
+        row.add(token)
+    after_4 = {vocabulary.token_bytes[t] for t in row.allowed() or []}
+    assert b"7" in after_4 and b"4" not in after_4 and b"3" not in after_4
+    assert "人".encode() not in after_4, "4 is not a number of the observations: it may not end there"
+    row.add(vocabulary.by_bytes[b"7"][0])
+    after_47 = {vocabulary.token_bytes[t] for t in row.allowed() or []}
+    assert "人".encode() in after_47 and b"0" not in after_47
+    fresh = CallConstraint.of(derived_tools()).for_conversation(conversation, vocabulary).allowed() or []
+    assert {b"3", b"4"} <= {vocabulary.token_bytes[t] for t in fresh}
+    assert not {b"2", b"1"} & {vocabulary.token_bytes[t] for t in fresh}, "the user's 2024 is not observed"
+
+
+def test_replies_before_any_observation_are_free(small_tokenizer):
+    vocabulary = Vocabulary(small_tokenizer.token_bytes)
+    row = CallConstraint.of(derived_tools()).for_conversation([Message("user", "你好")], vocabulary)
+    assert row.allowed() is None
