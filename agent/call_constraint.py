@@ -14,6 +14,8 @@ A report (a plain message after the turn's observations) is held to the verifier
 a run of digits may only spell a number the turn's observations hold, and ends only on a whole one
 (agent/verifier.py rejects any other number afterwards; this keeps the model from writing one).
 
+A call names only its tool's arguments, each once (a repeated keyword would not even parse).
+
 Everything else (which tool, which arguments, the verdict) stays the model's greedy choice. Matching is done
 on bytes, so it holds for any tokenizer, byte-fallback pieces and pieces that span several characters
 included.
@@ -29,6 +31,8 @@ from tools.registry import Tool
 
 _TOOL_NAME = re.compile(rb"\s*([A-Za-z_]\w*)\s*\n")
 _ARGUMENT = re.compile(rb"(\w+)\s*=\s*'")
+_NAMED = re.compile(rb"(?:\(|,)\s*(\w+)\s*=")
+_TRAILING_WORD = re.compile(rb"\w*\Z")
 _OPEN_VALUE = re.compile(rb"tool_call\((?:.*,)?\s*(\w+)\s*=\s*'([^'\\]*)\Z", re.DOTALL)
 _DIGITS = re.compile(rb"[0-9]+")
 _TRAILING_DIGITS = re.compile(rb"[0-9]*\Z")
@@ -66,6 +70,7 @@ class Vocabulary:
         self.with_digits = [t for t, text in enumerate(token_bytes) if _DIGITS.search(text)]
         self.without_digits = [t for t, text in enumerate(token_bytes) if text and not _DIGITS.search(text)]
         self.empty = [t for t, text in enumerate(token_bytes) if not text]
+        self.with_equals = [t for t, text in enumerate(token_bytes) if b"=" in text]
 
     def spell(self, text: bytes) -> list[int]:
         """Ids whose bytes are `text` (up to a byte no piece spells), longest piece first."""
@@ -98,22 +103,24 @@ class Vocabulary:
 
 
 class CallConstraint:
-    """The rules of every tool's string arguments, by (tool, argument)."""
+    """The arguments of every tool, and the rules of their string values by (tool, argument)."""
 
-    def __init__(self, rules: dict[tuple[str, str], Rule]) -> None:
+    def __init__(self, arguments: dict[str, frozenset[str]], rules: dict[tuple[str, str], Rule]) -> None:
+        self.arguments = arguments
         self.rules = rules
 
     @classmethod
     def of(cls, tools: Iterable[Tool]) -> "CallConstraint":
-        rules = {}
+        arguments, rules = {}, {}
         for tool in tools:
             parameters = tool.description["parameters"]
+            arguments[tool.name] = frozenset(parameters["properties"])
             required = frozenset(parameters.get("required", ()))
             for name, schema in parameters["properties"].items():
                 enum = tuple(str(value).encode("utf-8") for value in schema.get("enum", ()))
                 if enum or name in tool.quoted:
                     rules[tool.name, name] = Rule(enum, name in tool.quoted, required)
-        return cls(rules)
+        return cls(arguments, rules)
 
     def for_conversation(self, messages: list[Message], vocabulary: Vocabulary) -> "ConversationConstraint":
         """The constraint on the next assistant message of a conversation."""
@@ -121,7 +128,7 @@ class CallConstraint:
         turn = messages[max((i for i, m in enumerate(messages) if m.role == "user"), default=-1) + 1 :]
         observed = [m.content.encode("utf-8") for m in turn if m.role == "observation"]
         numbers = Numbers(frozenset(n for text in observed for n in _DIGITS.findall(text)), vocabulary)
-        return ConversationConstraint(self.rules, vocabulary, words, numbers if observed else None)
+        return ConversationConstraint(self, vocabulary, words, numbers if observed else None)
 
 
 class Numbers:
@@ -156,17 +163,19 @@ class ConversationConstraint:
 
     def __init__(
         self,
-        rules: dict[tuple[str, str], Rule],
+        constraint: CallConstraint,
         vocabulary: Vocabulary,
         words: list[bytes],
         numbers: Numbers | None = None,
     ) -> None:
-        self.rules = rules
+        self.arguments = constraint.arguments
+        self.rules = constraint.rules
         self.vocabulary = vocabulary
         self.words = words
         self.numbers = numbers
         self.written = bytearray()
         self._cache: dict[tuple[Rule, bytes], list[int] | None] = {}
+        self._unnamed: dict[tuple[str, frozenset[str], bytes], set[int]] = {}
         self._plan: list[int] = []
         self._closing = False
 
@@ -190,7 +199,7 @@ class ConversationConstraint:
         self._plan = list(tokens)
 
     def allowed(self) -> list[int] | None:
-        """The ids the next token must be one of, or None where nothing constrains it."""
+        """The ids the next token must be one of, or None where only `banned` ones are ruled out."""
         if self._plan:
             return self._plan[:1]
         state = self._state()
@@ -198,6 +207,7 @@ class ConversationConstraint:
             if self.numbers is None or _TOOL_NAME.match(self.written):
                 return None
             return self.numbers.allowed(bytes(self.written))
+        banned = self.banned()
         if self._closing:
             allowed = self.vocabulary.quotes
         else:
@@ -205,9 +215,30 @@ class ConversationConstraint:
                 self._cache[state] = self._allowed(*state)
             allowed = self._cache[state]
         written = {name.decode() for name in _ARGUMENT.findall(self.written)}
-        if allowed is None or state[0].required <= written:
-            return allowed
-        return [token for token in allowed if token not in self.vocabulary.call_enders] or None
+        if allowed is None:
+            return None
+        if not state[0].required <= written:
+            banned = banned | self.vocabulary.call_enders
+        return [token for token in allowed if token not in banned] or None
+
+    def banned(self) -> set[int]:
+        """In a call, the ids that would name an argument the tool lacks or one already named."""
+        name = _TOOL_NAME.match(self.written)
+        tool = name.group(1).decode() if name else ""
+        if tool not in self.arguments or b"tool_call(" not in self.written:
+            return set()
+        call = bytes(self.written).partition(b"tool_call(")[2]
+        named = frozenset(n.decode() for n in _NAMED.findall(b"(" + call))
+        key = (tool, named, _TRAILING_WORD.search(call).group())  # type: ignore[union-attr]
+        if key not in self._unnamed:
+            allowed = self.arguments[tool]
+            pieces = self.vocabulary.token_bytes
+            self._unnamed[key] = set()
+            for token in self.vocabulary.with_equals:
+                names = [n.decode() for n in _NAMED.findall(b"(" + call + pieces[token])]
+                if len(names) != len(set(names)) or not set(names) <= allowed:
+                    self._unnamed[key].add(token)
+        return self._unnamed[key]
 
     def _state(self) -> tuple[Rule, bytes] | None:
         """The rule of the string value being written, and its bytes so far; None outside such a value."""

@@ -20,11 +20,14 @@ def tokenizer(request, small_tokenizer, chatglm3_tokenizer):
 
 
 def allowed_after(tokenizer, written: str, words: list[str]) -> list[bytes] | None:
+    """The pieces that may follow `written`; None where any may (banned pieces aside)."""
     vocabulary = Vocabulary(tokenizer.token_bytes)
     row = CallConstraint.of(derived_tools()).for_conversation([Message("user", w) for w in words], vocabulary)
     for token in tokenizer.encode(written):
         row.add(token)
     allowed = row.allowed()
+    if allowed is None and row.banned():
+        allowed = [token for token in range(tokenizer.vocab_size) if token not in row.banned()]
     return None if allowed is None else [vocabulary.token_bytes[token] for token in allowed]
 
 
@@ -69,15 +72,30 @@ def test_an_enum_value_is_one_of_the_schemas_and_closes_only_when_whole(tokenize
     "written",
     [
         "您好,我是",  # a reply, not a call
-        CALL,  # between arguments
-        CALL + "site='济南'",  # a closed value
-        CALL + "site='济南', ",
         "no_such_tool\n ```python\ntool_call(site='",  # not a tool of the catalog
         "count_people\n ```python\ntool_call(image='",  # a string argument neither enum nor quoted
     ],
 )
 def test_nothing_else_is_constrained(small_tokenizer, written):
     assert allowed_after(small_tokenizer, written, [REQUEST]) is None
+
+
+def test_a_call_names_its_tools_arguments_once(small_tokenizer):
+    pieces = small_tokenizer.token_bytes
+    for written in (CALL, CALL + "site='济南', ", CALL + "site='济南', che"):
+        allowed = allowed_after(small_tokenizer, written, [REQUEST])
+        assert allowed
+        call = written.encode().partition(b"tool_call(")[2]
+        for piece in (p for p in allowed if b"=" in p):
+            names = re.findall(rb"(?:\(|,)\s*(\w+)\s*=", b"(" + call + piece)
+            assert len(names) == len(set(names)) and set(names) <= {b"site", b"check", b"date"}, piece
+    assert {b"(site='", b"te='", b"ck='"} <= set(pieces)
+    after_site = allowed_after(small_tokenizer, CALL + "site='济南',", [REQUEST])
+    assert b" check='" in after_site and b"(site='" not in after_site, "site= again"
+    after_che = allowed_after(small_tokenizer, CALL + "site='济南', che", [REQUEST])
+    assert b"ck='" in after_che and b"te='" not in after_che, "chete= is no argument"
+    after_da = allowed_after(small_tokenizer, CALL + "site='济南', da", [REQUEST])
+    assert b"te='" in after_da
 
 
 def test_byte_fallback_pieces_copy_a_character_the_vocabulary_lacks(small_tokenizer):
