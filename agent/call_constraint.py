@@ -32,7 +32,6 @@ from tools.registry import Tool
 _TOOL_NAME = re.compile(rb"\s*([A-Za-z_]\w*)\s*\n")
 _ARGUMENT = re.compile(rb"(\w+)\s*=\s*'")
 _NAMED = re.compile(rb"(?:\(|,)\s*(\w+)\s*=")
-_TRAILING_WORD = re.compile(rb"\w*\Z")
 _OPEN_VALUE = re.compile(rb"tool_call\((?:.*,)?\s*(\w+)\s*=\s*'([^'\\]*)\Z", re.DOTALL)
 _DIGITS = re.compile(rb"[0-9]+")
 _TRAILING_DIGITS = re.compile(rb"[0-9]*\Z")
@@ -175,7 +174,6 @@ class ConversationConstraint:
         self.numbers = numbers
         self.written = bytearray()
         self._cache: dict[tuple[Rule, bytes], list[int] | None] = {}
-        self._unnamed: dict[tuple[str, frozenset[str], bytes], set[int]] = {}
         self._plan: list[int] = []
         self._closing = False
 
@@ -227,18 +225,14 @@ class ConversationConstraint:
         tool = name.group(1).decode() if name else ""
         if tool not in self.arguments or b"tool_call(" not in self.written:
             return set()
-        call = bytes(self.written).partition(b"tool_call(")[2]
-        named = frozenset(n.decode() for n in _NAMED.findall(b"(" + call))
-        key = (tool, named, _TRAILING_WORD.search(call).group())  # type: ignore[union-attr]
-        if key not in self._unnamed:
-            allowed = self.arguments[tool]
-            pieces = self.vocabulary.token_bytes
-            self._unnamed[key] = set()
-            for token in self.vocabulary.with_equals:
-                names = [n.decode() for n in _NAMED.findall(b"(" + call + pieces[token])]
-                if len(names) != len(set(names)) or not set(names) <= allowed:
-                    self._unnamed[key].add(token)
-        return self._unnamed[key]
+        call = b"(" + bytes(self.written).partition(b"tool_call(")[2]
+        known, pieces = self.arguments[tool], self.vocabulary.token_bytes
+        banned = set()
+        for token in self.vocabulary.with_equals:
+            names = _NAMED.findall(call + pieces[token])
+            if len(names) != len(set(names)) or not {n.decode() for n in names} <= known:
+                banned.add(token)
+        return banned
 
     def _state(self) -> tuple[Rule, bytes] | None:
         """The rule of the string value being written, and its bytes so far; None outside such a value."""

@@ -221,3 +221,15 @@ def test_replies_before_any_observation_are_free(small_tokenizer):
     vocabulary = Vocabulary(small_tokenizer.token_bytes)
     row = CallConstraint.of(derived_tools()).for_conversation([Message("user", "你好")], vocabulary)
     assert row.allowed() is None
+
+
+def test_an_argument_is_not_named_again_after_its_value(small_tokenizer):
+    """The rule looks at the whole call so far, not at a state remembered from inside the value."""
+    vocabulary = Vocabulary(small_tokenizer.token_bytes)
+    row = CallConstraint.of(derived_tools()).for_conversation([Message("user", REQUEST)], vocabulary)
+    for token in small_tokenizer.encode(CALL + "site='济南', check='人数检测"):
+        row.add(token)
+    assert b" check='" not in {vocabulary.token_bytes[t] for t in row.banned()}, "inside the value"
+    [comma] = [t for t in vocabulary.quotes if vocabulary.token_bytes[t] in (b"',", b"', ")][:1]
+    row.add(comma)
+    assert b" check='" in {vocabulary.token_bytes[t] for t in row.banned()}
