@@ -14,7 +14,8 @@ A report (a plain message after the turn's observations) is held to the verifier
 a run of digits may only spell a number the turn's observations hold, and ends only on a whole one
 (agent/verifier.py rejects any other number afterwards; this keeps the model from writing one).
 
-A call names only its tool's arguments, each once (a repeated keyword would not even parse).
+Between values a call follows its grammar: `, name='` for an argument of its tool not yet named, or `)` once
+its required arguments are in (a repeated keyword, or free text there, would not even parse).
 
 Everything else (which tool, which arguments, the verdict) stays the model's greedy choice. Matching is done
 on bytes, so it holds for any tokenizer, byte-fallback pieces and pieces that span several characters
@@ -30,7 +31,6 @@ from agent.chatglm_format import Message
 from tools.registry import Tool
 
 _TOOL_NAME = re.compile(rb"\s*([A-Za-z_]\w*)\s*\n")
-_ARGUMENT = re.compile(rb"(\w+)\s*=\s*'")
 _NAMED = re.compile(rb"(?:\(|,)\s*(\w+)\s*=")
 _OPEN_VALUE = re.compile(rb"tool_call\((?:.*,)?\s*(\w+)\s*=\s*'([^'\\]*)\Z", re.DOTALL)
 _DIGITS = re.compile(rb"[0-9]+")
@@ -41,14 +41,10 @@ SPAN_BYTES = 96  # the longest quoted value considered: 32 Chinese characters
 
 @dataclass(frozen=True)
 class Rule:
-    """What one argument's value may be: one of `enum`, or (`quoted`) a span of the inspector's words.
-
-    `required` are the tool's required arguments: the call may not end (`')`) before all are written.
-    """
+    """What one argument's value may be: one of `enum`, or (`quoted`) a span of the inspector's words."""
 
     enum: tuple[bytes, ...] = ()
     quoted: bool = False
-    required: frozenset[str] = frozenset()
 
 
 class Vocabulary:
@@ -65,11 +61,14 @@ class Vocabulary:
                 self.by_bytes[text].append(token)
         self.longest = max(map(len, self.by_bytes), default=0)
         self.quotes = sorted(self.closing.get(b"", ()))
-        self.call_enders = {t for t, text in enumerate(token_bytes) if b")" in text.partition(b"'")[2]}
+        self.every: dict[bytes, list[int]] = defaultdict(list)
+        for token, text in enumerate(token_bytes):
+            if text:
+                self.every[text].append(token)
+        self.parens = [t for t, text in enumerate(token_bytes) if text.startswith(b")")]
         self.with_digits = [t for t, text in enumerate(token_bytes) if _DIGITS.search(text)]
         self.without_digits = [t for t, text in enumerate(token_bytes) if text and not _DIGITS.search(text)]
         self.empty = [t for t, text in enumerate(token_bytes) if not text]
-        self.with_equals = [t for t, text in enumerate(token_bytes) if b"=" in text]
 
     def spell(self, text: bytes) -> list[int]:
         """Ids whose bytes are `text` (up to a byte no piece spells), longest piece first."""
@@ -102,9 +101,13 @@ class Vocabulary:
 
 
 class CallConstraint:
-    """The arguments of every tool, and the rules of their string values by (tool, argument)."""
+    """Every tool's arguments (all, and the required ones), and the rules of their values by (tool, argument)."""
 
-    def __init__(self, arguments: dict[str, frozenset[str]], rules: dict[tuple[str, str], Rule]) -> None:
+    def __init__(
+        self,
+        arguments: dict[str, tuple[frozenset[str], frozenset[str]]],
+        rules: dict[tuple[str, str], Rule],
+    ) -> None:
         self.arguments = arguments
         self.rules = rules
 
@@ -113,12 +116,12 @@ class CallConstraint:
         arguments, rules = {}, {}
         for tool in tools:
             parameters = tool.description["parameters"]
-            arguments[tool.name] = frozenset(parameters["properties"])
             required = frozenset(parameters.get("required", ()))
+            arguments[tool.name] = (frozenset(parameters["properties"]), required)
             for name, schema in parameters["properties"].items():
                 enum = tuple(str(value).encode("utf-8") for value in schema.get("enum", ()))
                 if enum or name in tool.quoted:
-                    rules[tool.name, name] = Rule(enum, name in tool.quoted, required)
+                    rules[tool.name, name] = Rule(enum, name in tool.quoted)
         return cls(arguments, rules)
 
     def for_conversation(self, messages: list[Message], vocabulary: Vocabulary) -> "ConversationConstraint":
@@ -157,6 +160,11 @@ class Numbers:
         )
 
 
+def _fits(literals: list[bytes], after: bytes) -> bool:
+    """Whether `after` (what a closing piece adds after its quote) is on the way to one of `literals`."""
+    return any(literal.startswith(after) or (literal == b")" and after.startswith(b")")) for literal in literals)
+
+
 class ConversationConstraint:
     """The allowed next tokens of one assistant message being generated, given the bytes written so far."""
 
@@ -174,6 +182,7 @@ class ConversationConstraint:
         self.numbers = numbers
         self.written = bytearray()
         self._cache: dict[tuple[Rule, bytes], list[int] | None] = {}
+        self._between: dict[tuple[str, frozenset[str], bytes, bool], list[int] | None] = {}
         self._plan: list[int] = []
         self._closing = False
 
@@ -197,42 +206,63 @@ class ConversationConstraint:
         self._plan = list(tokens)
 
     def allowed(self) -> list[int] | None:
-        """The ids the next token must be one of, or None where only `banned` ones are ruled out."""
+        """The ids the next token must be one of, or None where nothing constrains it."""
         if self._plan:
             return self._plan[:1]
+        name = _TOOL_NAME.match(self.written)
+        tool = name.group(1).decode() if name else ""
+        if tool in self.arguments and b"tool_call(" in self.written:
+            return self._in_call(tool, bytes(self.written).partition(b"tool_call(")[2])
+        if self.numbers is None or name:
+            return None
+        return self.numbers.allowed(bytes(self.written))
+
+    def _in_call(self, tool: str, call: bytes) -> list[int] | None:
+        """In the arguments of a call to `tool` (the bytes after `tool_call(`)."""
+        if call.count(b"'") % 2 == 0:
+            tail = call[call.rfind(b"'") + 1 :]
+            if b")" in tail:
+                return None  # the call is closed
+            named = frozenset(n.decode() for n in _NAMED.findall(b"(" + call))
+            key = (tool, named, tail, b"'" in call)
+            if key not in self._between:
+                self._between[key] = self._continuing(self._literals(tool, named, first=b"'" not in call), tail)
+            return self._between[key]
         state = self._state()
-        if state is None:
-            if self.numbers is None or _TOOL_NAME.match(self.written):
-                return None
-            return self.numbers.allowed(bytes(self.written))
-        banned = self.banned()
         if self._closing:
-            allowed = self.vocabulary.quotes
+            allowed: list[int] | None = self.vocabulary.quotes
+        elif state is None:
+            return None
         else:
             if state not in self._cache:
                 self._cache[state] = self._allowed(*state)
             allowed = self._cache[state]
-        written = {name.decode() for name in _ARGUMENT.findall(self.written)}
-        if allowed is None:
-            return None
-        if not state[0].required <= written:
-            banned = banned | self.vocabulary.call_enders
-        return [token for token in allowed if token not in banned] or None
+        named = frozenset(n.decode() for n in _NAMED.findall(b"(" + call))
+        literals = self._literals(tool, named, first=False)
+        pieces = self.vocabulary.token_bytes
+        return [
+            t for t in allowed or () if b"'" not in pieces[t] or _fits(literals, pieces[t].partition(b"'")[2])
+        ] or None
 
-    def banned(self) -> set[int]:
-        """In a call, the ids that would name an argument the tool lacks or one already named."""
-        name = _TOOL_NAME.match(self.written)
-        tool = name.group(1).decode() if name else ""
-        if tool not in self.arguments or b"tool_call(" not in self.written:
-            return set()
-        call = b"(" + bytes(self.written).partition(b"tool_call(")[2]
-        known, pieces = self.arguments[tool], self.vocabulary.token_bytes
-        banned = set()
-        for token in self.vocabulary.with_equals:
-            names = _NAMED.findall(call + pieces[token])
-            if len(names) != len(set(names)) or not {n.decode() for n in names} <= known:
-                banned.add(token)
-        return banned
+    def _literals(self, tool: str, named: frozenset[str], *, first: bool) -> list[bytes]:
+        """What may come between values: the next argument's `name='` (after `, ` unless `first`), or `)`."""
+        known, required = self.arguments[tool]
+        lead = [b""] if first else [b",", b", "]
+        literals = [start + name.encode() + b"='" for name in sorted(known - named) for start in lead]
+        return [*literals, b")"] if required <= named else literals
+
+    def _continuing(self, literals: list[bytes], tail: bytes) -> list[int] | None:
+        """The ids that continue `tail` along one of `literals` (any id starting `)` where `)` may follow)."""
+        every = self.vocabulary.every
+        found: set[int] = set()
+        for literal in literals:
+            if literal.startswith(tail):
+                rest = literal[len(tail) :]
+                for size in range(1, len(rest) + 1):
+                    found.update(every.get(rest[:size], ()))
+        if tail == b"" and b")" in literals:
+            found.update(self.vocabulary.parens)
+        return sorted(found) or None
 
     def _state(self) -> tuple[Rule, bytes] | None:
         """The rule of the string value being written, and its bytes so far; None outside such a value."""

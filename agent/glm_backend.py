@@ -152,7 +152,7 @@ class GLMBackend(ModelBackend):
     def _constrain(
         self, logits: Any, rows: list[ConversationConstraint], stops: list[StopReason | None], state: tuple[Any, ...]
     ) -> Any:
-        """`logits` with every token a constrained row may not write next (not allowed, or banned) at -inf.
+        """`logits` with every token a constrained row may not write next pushed to -inf.
 
         `state` is (cache, attention mask, positions) of the batch so far, for scoring a row's spans.
         """
@@ -167,8 +167,6 @@ class GLMBackend(ModelBackend):
                 keep = logits[row, allowed]
                 logits[row] = float("-inf")
                 logits[row, allowed] = keep
-            elif banned := constraint.banned():
-                logits[row, sorted(banned)] = float("-inf")
         return logits
 
     def _best_span(

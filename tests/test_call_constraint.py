@@ -20,14 +20,12 @@ def tokenizer(request, small_tokenizer, chatglm3_tokenizer):
 
 
 def allowed_after(tokenizer, written: str, words: list[str]) -> list[bytes] | None:
-    """The pieces that may follow `written`; None where any may (banned pieces aside)."""
+    """The pieces that may follow `written`; None where any may."""
     vocabulary = Vocabulary(tokenizer.token_bytes)
     row = CallConstraint.of(derived_tools()).for_conversation([Message("user", w) for w in words], vocabulary)
     for token in tokenizer.encode(written):
         row.add(token)
     allowed = row.allowed()
-    if allowed is None and row.banned():
-        allowed = [token for token in range(tokenizer.vocab_size) if token not in row.banned()]
     return None if allowed is None else [vocabulary.token_bytes[token] for token in allowed]
 
 
@@ -137,12 +135,13 @@ def test_the_shipped_model_writes_only_values_the_schemas_allow():
 
 
 def test_a_call_does_not_end_before_its_required_arguments(small_tokenizer):
-    vocabulary = Vocabulary(small_tokenizer.token_bytes)
-    assert vocabulary.call_enders, "the small tokenizer has a piece like `')`"
+    ends = {p for p in small_tokenizer.token_bytes if b")" in p.partition(b"'")[2]}
+    assert ends, "the small tokenizer has a piece like `')`"
     early = allowed_after(small_tokenizer, CALL + "site='济南", [REQUEST])
-    assert early and not set(map(bytes, early)) & {small_tokenizer.token_bytes[t] for t in vocabulary.call_enders}
+    assert early and not ends & set(early)
+    assert not ends & set(allowed_after(small_tokenizer, CALL + "site='济南'", [REQUEST]) or ())
     done = allowed_after(small_tokenizer, CALL + "site='济南', check='人数检测", [REQUEST])
-    assert done and {small_tokenizer.token_bytes[t] for t in vocabulary.call_enders} & set(done)
+    assert done and ends & set(done)
 
 
 def test_a_followed_span_is_written_then_closed(small_tokenizer):
@@ -229,7 +228,8 @@ def test_an_argument_is_not_named_again_after_its_value(small_tokenizer):
     row = CallConstraint.of(derived_tools()).for_conversation([Message("user", REQUEST)], vocabulary)
     for token in small_tokenizer.encode(CALL + "site='济南', check='人数检测"):
         row.add(token)
-    assert b" check='" not in {vocabulary.token_bytes[t] for t in row.banned()}, "inside the value"
+    assert row.allowed(), "inside the value"
     [comma] = [t for t in vocabulary.quotes if vocabulary.token_bytes[t] in (b"',", b"', ")][:1]
     row.add(comma)
-    assert b" check='" in {vocabulary.token_bytes[t] for t in row.banned()}
+    allowed = {vocabulary.token_bytes[t] for t in row.allowed() or ()}
+    assert allowed and all(b" date='".startswith(p) or b"date='".startswith(p) for p in allowed), allowed
