@@ -48,23 +48,22 @@ class Rule:
 
 
 class Vocabulary:
-    """The token ids by their bytes, and the ids whose bytes close a quoted string, by what comes before it."""
+    """The token ids by their bytes (`every`; `by_bytes` without a quote; `closing` by what precedes the quote)."""
 
     def __init__(self, token_bytes: list[bytes]) -> None:
         self.token_bytes = token_bytes
+        self.every: dict[bytes, list[int]] = defaultdict(list)
         self.by_bytes: dict[bytes, list[int]] = defaultdict(list)
         self.closing: dict[bytes, list[int]] = defaultdict(list)
         for token, text in enumerate(token_bytes):
+            if text:
+                self.every[text].append(token)
             if b"'" in text:
                 self.closing[text[: text.index(b"'")]].append(token)
             elif text:
                 self.by_bytes[text].append(token)
         self.longest = max(map(len, self.by_bytes), default=0)
         self.quotes = sorted(self.closing.get(b"", ()))
-        self.every: dict[bytes, list[int]] = defaultdict(list)
-        for token, text in enumerate(token_bytes):
-            if text:
-                self.every[text].append(token)
         self.parens = [t for t, text in enumerate(token_bytes) if text.startswith(b")")]
         self.with_digits = [t for t, text in enumerate(token_bytes) if _DIGITS.search(text)]
         self.without_digits = [t for t, text in enumerate(token_bytes) if text and not _DIGITS.search(text)]
