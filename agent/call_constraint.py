@@ -128,8 +128,10 @@ class CallConstraint:
         words = [m.content.encode("utf-8") for m in messages if m.role == "user"]
         turn = messages[max((i for i, m in enumerate(messages) if m.role == "user"), default=-1) + 1 :]
         observed = [m.content.encode("utf-8") for m in turn if m.role == "observation"]
-        numbers = Numbers(frozenset(n for text in observed for n in _DIGITS.findall(text)), vocabulary)
-        return ConversationConstraint(self, vocabulary, words, numbers if observed else None)
+        numbers = (
+            Numbers(frozenset(n for text in observed for n in _DIGITS.findall(text)), vocabulary) if observed else None
+        )
+        return ConversationConstraint(self, vocabulary, words, numbers)
 
 
 class Numbers:
@@ -218,11 +220,11 @@ class ConversationConstraint:
 
     def _in_call(self, tool: str, call: bytes) -> list[int] | None:
         """In the arguments of a call to `tool` (the bytes after `tool_call(`)."""
+        named = frozenset(n.decode() for n in _NAMED.findall(b"(" + call))
         if call.count(b"'") % 2 == 0:
             tail = call[call.rfind(b"'") + 1 :]
             if b")" in tail:
                 return None  # the call is closed
-            named = frozenset(n.decode() for n in _NAMED.findall(b"(" + call))
             key = (tool, named, tail, b"'" in call)
             if key not in self._between:
                 self._between[key] = self._continuing(self._literals(tool, named, first=b"'" not in call), tail)
@@ -236,7 +238,6 @@ class ConversationConstraint:
             if state not in self._cache:
                 self._cache[state] = self._allowed(*state)
             allowed = self._cache[state]
-        named = frozenset(n.decode() for n in _NAMED.findall(b"(" + call))
         literals = self._literals(tool, named, first=False)
         pieces = self.vocabulary.token_bytes
         return [
