@@ -37,7 +37,10 @@ class Position:
 
 
 def batch_loss(model: Any, head: list[int], batch: Batch) -> Any:
-    """Summed cross-entropy of the batch's learned tokens, the shared head run once for all rows."""
+    """Summed cross-entropy of the batch's learned tokens, the shared head run once for all rows.
+
+    The output layer runs on the learned positions only (about a third of them): the rest carry no loss.
+    """
     import torch
 
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
@@ -46,16 +49,16 @@ def batch_loss(model: Any, head: list[int], batch: Batch) -> Any:
     rows = len(batch.input_ids)
     mask = torch.tensor(batch.mask, device=device)
     width = mask.shape[1]
-    logits = base(
+    hidden = base.get_decoder()(
         input_ids=torch.tensor(batch.input_ids, device=device),
         attention_mask=torch.cat([mask.new_ones(rows, kv.length(past)), mask], dim=1),
         position_ids=(len(head) + torch.arange(width, device=device)).expand(rows, -1),
         past_key_values=kv.cache(past, rows),
-    ).logits
-    labels = torch.tensor(batch.labels, device=device)
-    return torch.nn.functional.cross_entropy(
-        logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=IGNORE, reduction="sum"
-    )
+    ).last_hidden_state
+    labels = torch.tensor(batch.labels, device=device)[:, 1:]
+    learned = labels != IGNORE
+    logits = base.get_output_embeddings()(hidden[:, :-1][learned])
+    return torch.nn.functional.cross_entropy(logits.float(), labels[learned], reduction="sum")
 
 
 def mean_loss(model: Any, head: list[int], examples: list[Encoded], pad_id: int, batch_size: int) -> float:

@@ -90,6 +90,21 @@ def test_batch_loss_equals_loss_without_the_shared_head(small_tokenizer, data_di
     assert float(split) == pytest.approx(float(whole), rel=1e-5)
 
 
+def test_batch_loss_is_the_models_own_loss_over_the_labels(small_tokenizer, data_dir):
+    from agent.trainer import batch_loss
+
+    examples = load_examples(data_dir / "train.jsonl", small_tokenizer, 2048)[:3]
+    model = tiny_glm(small_tokenizer.vocab_size)
+    batch = make_batch(examples, 0, small_tokenizer.pad_id)
+    labels = torch.tensor(batch.labels)
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor(batch.input_ids), attention_mask=torch.tensor(batch.mask)).logits
+        full = torch.nn.functional.cross_entropy(
+            logits[:, :-1].flatten(0, 1), labels[:, 1:].flatten(), ignore_index=IGNORE, reduction="sum"
+        )
+        assert float(batch_loss(model, [], batch)) == pytest.approx(float(full), rel=1e-5)
+
+
 def test_full_training_learns(small_tokenizer, data_dir, tmp_path):
     from agent import train_log
 
