@@ -29,16 +29,16 @@ class Recipe:
     min_char_count: int = 5
     hidden: int = 256
     layers: int = 4
-    heads: int = 4
+    heads: int = 8
     kv_heads: int = 2
     ffn: int = 704
     context: int = 2048
-    lr: float = 3e-3
-    warmup_steps: int = 30
+    lr: float = 1e-3
+    warmup_steps: int = 100
     weight_decay: float = 0.01
-    batch_size: int = 32
-    max_steps: int = 1100
-    eval_every: int = 100
+    batch_size: int = 8
+    max_steps: int = 2700
+    eval_every: int = 500
     threads: int = 2
     # The tools' JSON is ~760 of each example's ~930 tokens; the task-trained model learns the tools from
     # the data instead (agent/prompting.py), which makes training ~2x faster on this CPU.

@@ -36,6 +36,26 @@ def _whole_characters(text: bytes) -> bool:
     return True
 
 
+class Masks:
+    """Additive logit masks (0 where allowed, -inf elsewhere) of one generation, made once per allowed-id list.
+
+    The constraint hands back the same list object while a rule holds (a report's number rule allows nearly
+    the whole vocabulary at every step), so the mask is built once, not indexed from a list each step.
+    """
+
+    def __init__(self, logits: Any) -> None:
+        self._like = logits[0]
+        self._made: dict[int, tuple[list[int], Any]] = {}
+
+    def of(self, allowed: list[int]) -> Any:
+        made = self._made.get(id(allowed))
+        if made is None or made[0] is not allowed:
+            mask = self._like.new_full(self._like.shape, float("-inf"))
+            mask[allowed] = 0.0
+            made = self._made[id(allowed)] = (allowed, mask)  # the list is kept, so its id is not reused
+        return made[1]
+
+
 class GLMBackend(ModelBackend):
     """Generate with a `GlmForCausalLM`, optionally wrapped by a peft prefix-tuning adapter."""
 
@@ -90,8 +110,9 @@ class GLMBackend(ModelBackend):
         rows = self._constraints(conversations)
         cache = output.past_key_values
         logits = output.logits[:, -1]
+        masks = Masks(logits)
         for step in range(max_new_tokens):
-            chosen = self._greedy(self._constrain(logits, rows, stops, (cache, attention, position)))
+            chosen = self._greedy(self._constrain(logits, rows, stops, masks, (cache, attention, position)))
             for row, token in enumerate(chosen.tolist()):
                 if stops[row] is None:
                     stop = self._stop_reason(token)
@@ -150,7 +171,12 @@ class GLMBackend(ModelBackend):
         return [self.constraint.for_conversation(messages, self._vocabulary) for messages in conversations]
 
     def _constrain(
-        self, logits: Any, rows: list[ConversationConstraint], stops: list[StopReason | None], state: tuple[Any, ...]
+        self,
+        logits: Any,
+        rows: list[ConversationConstraint],
+        stops: list[StopReason | None],
+        masks: Masks,
+        state: tuple[Any, ...],
     ) -> Any:
         """`logits` with every token a constrained row may not write next pushed to -inf.
 
@@ -164,9 +190,7 @@ class GLMBackend(ModelBackend):
                 constraint.follow(self._best_span(starts, logits[row], row, *state))
             allowed = constraint.allowed()
             if allowed is not None:
-                keep = logits[row, allowed]
-                logits[row] = float("-inf")
-                logits[row, allowed] = keep
+                logits[row] += masks.of(allowed)
         return logits
 
     def _best_span(
