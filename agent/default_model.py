@@ -37,7 +37,7 @@ class Recipe:
     warmup_steps: int = 100
     weight_decay: float = 0.01
     batch_size: int = 8
-    max_steps: int = 2700
+    max_steps: int = 3600
     eval_every: int = 500
     threads: int = 2
     # The tools' JSON is ~760 of each example's ~930 tokens; the task-trained model learns the tools from
