@@ -37,23 +37,24 @@ def _whole_characters(text: bytes) -> bool:
 
 
 class Masks:
-    """Additive logit masks (0 where allowed, -inf elsewhere) of one generation, made once per allowed-id list.
+    """Additive logit masks (0 where allowed, -inf elsewhere) of one generation: a row's latest, reused.
 
     The constraint hands back the same list object while a rule holds (a report's number rule allows nearly
-    the whole vocabulary at every step), so the mask is built once, not indexed from a list each step.
+    the whole vocabulary at every step), so a row's mask is rebuilt only when its list changes, not indexed
+    from a list each step. One mask per row is kept: a generation holds at most a batch of them.
     """
 
     def __init__(self, logits: Any) -> None:
         self._like = logits[0]
-        self._made: dict[int, tuple[list[int], Any]] = {}
+        self._latest: dict[int, tuple[list[int], Any]] = {}
 
-    def of(self, allowed: list[int]) -> Any:
-        made = self._made.get(id(allowed))
-        if made is None or made[0] is not allowed:
+    def of(self, row: int, allowed: list[int]) -> Any:
+        latest = self._latest.get(row)
+        if latest is None or latest[0] is not allowed:
             mask = self._like.new_full(self._like.shape, float("-inf"))
             mask[allowed] = 0.0
-            made = self._made[id(allowed)] = (allowed, mask)  # the list is kept, so its id is not reused
-        return made[1]
+            latest = self._latest[row] = (allowed, mask)
+        return latest[1]
 
 
 class GLMBackend(ModelBackend):
@@ -190,7 +191,7 @@ class GLMBackend(ModelBackend):
                 constraint.follow(self._best_span(starts, logits[row], row, *state))
             allowed = constraint.allowed()
             if allowed is not None:
-                logits[row] += masks.of(allowed)
+                logits[row] += masks.of(row, allowed)
         return logits
 
     def _best_span(

@@ -96,15 +96,16 @@ def test_too_long_conversation_is_a_clear_error(chatglm3_tokenizer):
         backend.generate([[Message("user", "很长的输入" * 30)]], max_new_tokens=8)
 
 
-def test_masks_are_made_once_per_allowed_list():
+def test_masks_are_made_once_per_allowed_list_and_row():
     from agent.glm_backend import Masks
 
     torch = pytest.importorskip("torch")
     masks = Masks(torch.zeros(2, 6))
     allowed = [1, 4]
-    mask = masks.of(allowed)
+    mask = masks.of(0, allowed)
     assert mask.tolist() == [float("-inf"), 0.0, float("-inf"), float("-inf"), 0.0, float("-inf")]
-    assert masks.of(allowed) is mask
-    assert masks.of([1, 4]) is not mask and masks.of([1, 4]).equal(mask)
-    logits = torch.arange(6.0) + masks.of([2])
+    assert masks.of(0, allowed) is mask
+    assert masks.of(1, [3]) is not mask and masks.of(0, allowed) is mask  # rows keep their own
+    assert masks.of(0, [1, 4]) is not mask and masks.of(0, [1, 4]).equal(mask)
+    logits = torch.arange(6.0) + masks.of(1, [2])
     assert int(logits.argmax()) == 2 and logits.isinf().sum() == 5
