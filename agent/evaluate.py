@@ -66,10 +66,9 @@ def items_of(path: Path, tools_in_system: bool = True) -> list[Item]:
 
 
 def tool_schemas() -> dict[str, Any]:
-    from tools.catalog import TOOLS
-    from tools.registry import derive
+    from tools.catalog import derived_tools
 
-    return {tool.__name__: derive(tool).arguments for tool in TOOLS}
+    return {tool.name: tool.arguments for tool in derived_tools()}
 
 
 def judge(gold: str | ToolCall, output: str, schemas: dict[str, Any]) -> str:
