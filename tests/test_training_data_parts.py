@@ -9,6 +9,7 @@ import pytest
 from agent.reports import CHECKS, outcome
 from prompts import load as load_prompts
 from tests.conftest import SHARED
+from training_data import load
 from training_data.dates import say, say_impossible
 from training_data.deck import Deck
 from training_data.dialogues import outcomes_of
@@ -203,3 +204,17 @@ def test_numbers_drawn_for_an_outcome_give_that_outcome(check):
 
 def test_every_report_outcome_belongs_to_one_check():
     assert sorted(o for check in CHECKS for o in outcomes_of(check)) == sorted(load_prompts("reports")["outcomes"])
+
+
+def test_the_training_pool_lengthens_stems_from_a_generator_of_its_own():
+    def bare_names(lengthen: random.Random | None) -> list[str]:
+        pool = SitePool(random.Random(5), held_out=False, taken=set(), lengthen=lengthen)
+        sites = [pool.draw() for _ in range(3000)]
+        return [site.name for site in sites if site.source == "composed" and name_kind(site.name) == "bare"]
+
+    plain, longer = bare_names(None), bare_names(random.Random(1))
+    assert set(Counter(map(len, plain))) == {2, 3}
+    lengths = Counter(map(len, longer))
+    assert min(lengths[2], lengths[4]) > 0.15 * len(longer) and lengths[3] > 0.3 * len(longer)
+    pool_chars = set(load("sites")["compose"]["stem_chars"])
+    assert all(set(stem) <= pool_chars and not is_held_out_stem(stem) for stem in longer)

@@ -123,10 +123,12 @@ def failures_of(check: Check) -> list[str]:
 class DialogueMaker:
     """Makes the dialogues of one split, from its templates (seen or held out) and its sites."""
 
-    def __init__(self, rng: random.Random, *, held_out: bool, taken: set[str]) -> None:
+    def __init__(
+        self, rng: random.Random, *, held_out: bool, taken: set[str], lengthen: random.Random | None = None
+    ) -> None:
         self._rng = rng
         self._replies = load_prompts("reports")
-        self._sites = SitePool(rng, held_out=held_out, taken=taken)
+        self._sites = SitePool(rng, held_out=held_out, taken=taken, lengthen=lengthen)
         self._frames = {family: Deck(rng, templates(family, held_out=held_out)) for family in FAMILIES}
         self._words = {(c, slot): Deck(rng, check_words(c, slot)) for c in CHECKS for slot in CHECK_SLOTS}
         self._kinds = Deck(rng, [kind for kind, cards in KIND_CARDS.items() for _ in range(cards)])

@@ -2,7 +2,8 @@
 
 train, dev and test_seen use the seen frames and sites; test_unseen only held-out frames and held-out site
 names. Splits are made in that order from one `random.Random(seed)`, and a dialogue whose conversation
-already occurs in an earlier split is drawn again, so no dialogue is in two splits.
+already occurs in an earlier split is drawn again, so no dialogue is in two splits. Only the training
+split's site stems are lengthened, by a generator of their own (training_data/sites.py).
 """
 
 import json
@@ -96,7 +97,8 @@ def make_splits(config: GenerateConfig) -> dict[str, list[Example]]:
     earlier: set[str] = set()  # conversations of the splits made so far
     splits: dict[str, list[Example]] = {}
     for split in SPLITS:
-        maker = DialogueMaker(rng, held_out=split == "test_unseen", taken=taken)
+        lengthen = random.Random(f"train-stems-{config.seed}") if split == "train" else None
+        maker = DialogueMaker(rng, held_out=split == "test_unseen", taken=taken, lengthen=lengthen)
         examples: list[Example] = []
         while len(examples) < config.split_size(split):
             dialogue = maker.make()

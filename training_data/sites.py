@@ -51,11 +51,16 @@ def is_held_out_stem(stem: str) -> bool:
 class SitePool:
     """The sites of one split: a share of gazetteer names, the rest composed names never drawn before.
 
-    `taken` is shared by all splits, so a composed name appears in one dialogue of one split only.
+    `taken` is shared by all splits, so a composed name appears in one dialogue of one split only. With
+    `lengthen` (the training split's own generator) stems get extra pool characters, drawn from it alone, so
+    the splits made after this one come out exactly as without it (sites.toml, `train_extra_chars`).
     """
 
-    def __init__(self, rng: random.Random, *, held_out: bool, taken: set[str]) -> None:
+    def __init__(
+        self, rng: random.Random, *, held_out: bool, taken: set[str], lengthen: random.Random | None = None
+    ) -> None:
         self._rng = rng
+        self._lengthen = lengthen
         self._held_out = held_out
         self._taken = taken
         self._gazetteer = Deck(rng, gazetteer(held_out=held_out))
@@ -77,6 +82,8 @@ class SitePool:
         stem = self._stem()
         while is_held_out_stem(stem) != self._held_out:
             stem = self._stem()
+        if self._lengthen:
+            stem = self._longer(stem)
         pattern = self._rng.choice(self._compose["patterns"])
         return pattern.format(
             stem=stem, kv=self._rng.choice(self._compose["kv"]), n=self._rng.randint(*self._compose["numbers"])
@@ -86,3 +93,15 @@ class SitePool:
         """A stem of 2 or 3 characters from the pool (rarely one repeated, as in 山山屯)."""
         length = self._rng.choice(self._compose["stem_lengths"])
         return "".join(self._rng.choices(self._stem_chars, k=length))
+
+    def _longer(self, stem: str) -> str:
+        """`stem` with extra pool characters at random places, still on this pool's side of the held-out split."""
+        assert self._lengthen is not None
+        rng, extra = self._lengthen, self._lengthen.choice(self._compose["train_extra_chars"])
+        while True:
+            longer = stem
+            for _ in range(extra):
+                at = rng.randint(0, len(longer))
+                longer = longer[:at] + rng.choice(self._stem_chars) + longer[at:]
+            if is_held_out_stem(longer) == self._held_out:
+                return longer
