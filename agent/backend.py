@@ -16,7 +16,11 @@ StopReason = Literal["eos", "user", "observation", "length"]
 
 @dataclass(frozen=True)
 class Generation:
-    """One generated assistant message."""
+    """One generated assistant message: `text` as the agent reads it, `token_ids` as the model wrote it.
+
+    The two differ only where the backend showed the model stand-ins for characters its tokenizer lacks
+    (agent/stand_ins.py).
+    """
 
     text: str
     token_ids: list[int] = field(default_factory=list)

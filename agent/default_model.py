@@ -7,13 +7,15 @@ a base this small cannot steer it to the accuracy targets).
 """
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
 from agent.chatglm_format import dialogue_messages, read_dialogues
+from agent.prompting import Prompting
+from agent.stand_ins import STAND_INS, Practice
 from agent.tokenizer import GLMTokenizer
 
 RECIPE_FILE = "recipe.json"
@@ -43,6 +45,10 @@ class Recipe:
     # The tools' JSON is ~760 of each example's ~930 tokens; the task-trained model learns the tools from
     # the data instead (agent/prompting.py), which makes training ~2x faster on this CPU.
     tools_in_system: bool = False
+    # Characters the tokenizer lacks reach the model as stand-ins (agent/stand_ins.py); training shows them
+    # for 1 to `stand_in_most` of the user's characters in this share of the dialogues.
+    stand_in_share: float = 0.3
+    stand_in_most: int = 4
 
 
 def corpus_texts(train_file: Path) -> list[str]:
@@ -101,6 +107,7 @@ def build(out: Path, recipe: Recipe, work: Path, console: Console | None = None)
         work / "tokenizer",
         merges=recipe.merges,
         min_char_count=recipe.min_char_count,
+        reserved=STAND_INS,
     )
     console.print(f"tokenizer: {tokenizer.n_pieces} pieces + {tokenizer.vocab_size - tokenizer.n_pieces} specials")
     model = initial_model(recipe, tokenizer)
@@ -125,12 +132,19 @@ def build(out: Path, recipe: Recipe, work: Path, console: Console | None = None)
         config,
         model,
         tokenizer,
-        load_examples(data / "train.jsonl", tokenizer, context, recipe.tools_in_system),
+        load_examples(
+            data / "train.jsonl",
+            tokenizer,
+            context,
+            recipe.tools_in_system,
+            Practice(recipe.stand_in_share, recipe.stand_in_most, recipe.seed),
+        ),
         load_examples(data / "dev.jsonl", tokenizer, context, recipe.tools_in_system),
         console,
     )
     trainer.resume()
     trainer.run()
     trainer.save_model()
+    replace(Prompting.of(out), stand_ins=STAND_INS).save(out)
     (out / RECIPE_FILE).write_text(json.dumps(asdict(recipe), indent=2) + "\n", encoding="utf-8")
     return out

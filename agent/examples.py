@@ -11,6 +11,7 @@ from pathlib import Path
 
 from agent.chatglm_format import IGNORE, Encoded, dialogue_messages, encode_training, read_dialogues
 from agent.errors import UserError
+from agent.stand_ins import Practice
 from agent.tokenizer import GLMTokenizer
 
 
@@ -24,16 +25,25 @@ class Batch:
     tokens: int
 
 
-def load_examples(path: Path, tokenizer: GLMTokenizer, max_length: int, tools_in_system: bool = True) -> list[Encoded]:
+def load_examples(
+    path: Path,
+    tokenizer: GLMTokenizer,
+    max_length: int,
+    tools_in_system: bool = True,
+    practice: Practice | None = None,
+) -> list[Encoded]:
     """Encode every dialogue of `path`; one longer than `max_length` tokens is an error, never truncated.
 
-    Without `tools_in_system` the dialogues' tools are left out of the prompt (see agent/prompting.py).
+    Without `tools_in_system` the dialogues' tools are left out of the prompt (see agent/prompting.py);
+    with `practice` some of the user's characters are written as stand-ins (agent/stand_ins.py).
     """
+    dialogues = [
+        dialogue_messages(dialogue if tools_in_system else dialogue.model_copy(update={"tools": None}))
+        for dialogue in read_dialogues(path)
+    ]
     examples = []
-    for number, dialogue in enumerate(read_dialogues(path), start=1):
-        if not tools_in_system:
-            dialogue = dialogue.model_copy(update={"tools": None})
-        example = encode_training(tokenizer, dialogue_messages(dialogue))
+    for number, messages in enumerate(practice.dialogues(dialogues) if practice else dialogues, start=1):
+        example = encode_training(tokenizer, messages)
         if len(example.input_ids) > max_length:
             raise UserError(
                 f"{path}: dialogue {number} is {len(example.input_ids)} tokens, longer than the model's "

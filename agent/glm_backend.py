@@ -18,6 +18,8 @@ from agent.backend import Generation, ModelBackend, StopReason
 from agent.call_constraint import CallConstraint, ConversationConstraint, Vocabulary
 from agent.chatglm_format import Message, encode_message, encode_prompt
 from agent.errors import UserError
+from agent.prompting import Prompting
+from agent.stand_ins import aliases
 from agent.tokenizer import GLMTokenizer
 from agent.torch_compat import ensure_torchvision
 
@@ -60,13 +62,16 @@ class Masks:
 class GLMBackend(ModelBackend):
     """Generate with a `GlmForCausalLM`, optionally wrapped by a peft prefix-tuning adapter."""
 
-    def __init__(self, model: Any, tokenizer: GLMTokenizer, constraint: CallConstraint | None = None) -> None:
+    def __init__(
+        self, model: Any, tokenizer: GLMTokenizer, constraint: CallConstraint | None = None, stand_ins: str = ""
+    ) -> None:
         import torch
 
         ensure_torchvision()  # transformers' lazy imports touch torchvision
 
         self.tokenizer = tokenizer
         self.constraint = constraint
+        self.stand_ins = stand_ins
         self._vocabulary = Vocabulary(tokenizer.token_bytes) if constraint else None
         self.model = model.eval()
         self.base = model.get_base_model() if hasattr(model, "get_base_model") else model
@@ -83,7 +88,8 @@ class GLMBackend(ModelBackend):
         """The model and tokenizer of a model folder, loaded as `options` say, decoding under `constraint`."""
         from agent.loading import load_model
 
-        return cls(load_model(model_dir, options), GLMTokenizer.load(model_dir), constraint)
+        stand_ins = Prompting.of(options.prefix or model_dir).stand_ins
+        return cls(load_model(model_dir, options), GLMTokenizer.load(model_dir), constraint, stand_ins)
 
     @property
     def virtual_tokens(self) -> int:
@@ -94,7 +100,10 @@ class GLMBackend(ModelBackend):
             return self._generate(conversations, max_new_tokens)
 
     def _generate(self, conversations: list[list[Message]], max_new_tokens: int) -> list[Generation]:
+        """Generate for `conversations` as the model reads them (stand-ins written in, then taken back out)."""
         torch = self._torch
+        hidden = [aliases(messages, self.tokenizer, self.stand_ins) for messages in conversations]
+        conversations = [alias.hide(messages) for alias, messages in zip(hidden, conversations, strict=True)]
         prompts = [encode_prompt(self.tokenizer, messages) for messages in conversations]
         for prompt in prompts:
             if len(prompt) + max_new_tokens > self.context:
@@ -137,14 +146,14 @@ class GLMBackend(ModelBackend):
         finished = time.perf_counter()
         return [
             Generation(
-                text=self.tokenizer.decode(row_tokens),
+                text=alias.restore(self.tokenizer.decode(row_tokens)),
                 token_ids=row_tokens,
                 prompt_tokens=len(prompt),
                 stop=stop or "length",
                 prefill_s=(prefilled - started) / batch,
                 decode_s=(finished - prefilled) / batch,
             )
-            for row_tokens, prompt, stop in zip(tokens, prompts, stops, strict=True)
+            for row_tokens, prompt, stop, alias in zip(tokens, prompts, stops, hidden, strict=True)
         ]
 
     def _prefill(self, prompts: list[list[int]], head: list[int]) -> tuple[Any, Any, Any]:

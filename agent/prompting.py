@@ -2,8 +2,9 @@
 
 ChatGLM3 puts the tools' descriptions in a leading system message, and so does every model trained here by
 default. A small model trained on this task alone can learn the tools from the data instead; leaving the
-system message out then saves most of each prompt. The choice is recorded in `prompting.json`; a folder
-without one (a converted ChatGLM3 checkpoint) gets ChatGLM3's convention.
+system message out then saves most of each prompt. A model whose tokenizer lacks characters names the
+`stand_ins` it reads them as (agent/stand_ins.py). Both are recorded in `prompting.json`; a folder without
+one (a converted ChatGLM3 checkpoint) gets ChatGLM3's convention and no stand-ins.
 """
 
 import json
@@ -18,9 +19,10 @@ PROMPTING_FILE = "prompting.json"
 @dataclass(frozen=True)
 class Prompting:
     tools_in_system: bool = True
+    stand_ins: str = ""
 
     def save(self, directory: Path) -> None:
-        (directory / PROMPTING_FILE).write_text(json.dumps(asdict(self)) + "\n", encoding="utf-8")
+        (directory / PROMPTING_FILE).write_text(json.dumps(asdict(self), ensure_ascii=False) + "\n", encoding="utf-8")
 
     @classmethod
     def of(cls, directory: Path) -> "Prompting":

@@ -22,13 +22,19 @@ def is_cjk(char: str) -> bool:
     return name.startswith(("CJK", "FULLWIDTH", "IDEOGRAPHIC", "HALFWIDTH")) or "\u3000" <= char <= "\u303f"
 
 
-def train_tokenizer(texts: Iterable[str], out_dir: Path, *, merges: int = 600, min_char_count: int = 5) -> GLMTokenizer:
-    """Train on `texts` (message texts of the corpus), write `out_dir/tokenizer.model`, return it loaded."""
+def train_tokenizer(
+    texts: Iterable[str], out_dir: Path, *, merges: int = 600, min_char_count: int = 5, reserved: str = ""
+) -> GLMTokenizer:
+    """Train on `texts` (message texts of the corpus), write `out_dir/tokenizer.model`, return it loaded.
+
+    Each character of `reserved` gets a piece of its own too, whether the corpus has it or not.
+    """
     import sentencepiece
 
     lines = [line for text in texts for line in text.split("\n") if line]
     counts = Counter(char for line in lines for char in line)
     symbols = sorted(char for char, count in counts.items() if is_cjk(char) and count >= min_char_count)
+    symbols += [char for char in dict.fromkeys(reserved) if char not in symbols]
     rare = {char for char, count in counts.items() if count < min_char_count}
     kept = [line for line in lines if not rare.intersection(line)]
     model = io.BytesIO()
@@ -36,7 +42,7 @@ def train_tokenizer(texts: Iterable[str], out_dir: Path, *, merges: int = 600, m
         sentence_iterator=iter(kept),
         model_writer=model,
         model_type="bpe",
-        vocab_size=3 + 256 + len({char for line in kept for char in line}) + merges,
+        vocab_size=3 + 256 + len({char for line in kept for char in line} | set(symbols)) + merges,
         hard_vocab_limit=False,
         user_defined_symbols=symbols,
         byte_fallback=True,

@@ -102,6 +102,19 @@ class GLMTokenizer:
                 table.append(piece.replace("\u2581", " ").encode("utf-8"))
         return table + [b""] * len(SPECIAL_TOKENS)
 
+    @cached_property
+    def characters(self) -> frozenset[str]:
+        """The characters some id writes alone (the others take several pieces, bytes perhaps)."""
+        found = set()
+        for text in self.token_bytes:
+            try:
+                decoded = text.decode("utf-8")
+            except UnicodeDecodeError:
+                continue
+            if len(decoded) == 1:
+                found.add(decoded)
+        return frozenset(found)
+
     def piece(self, i: int) -> str:
         """The surface form of one id, for debugging views."""
         return self._special_by_id.get(i) or self._sp.id_to_piece(i)

@@ -8,6 +8,8 @@ import pytest
 from agent.default_model import RECIPE_FILE, Recipe, build
 from agent.prompting import Prompting
 from agent.session import DEFAULT_MODEL
+from agent.stand_ins import STAND_INS
+from agent.tokenizer import GLMTokenizer
 
 TOY = replace(Recipe(), data_size=40, merges=50, hidden=32, layers=1, heads=2, ffn=64, context=1024)
 TOY = replace(TOY, batch_size=4, max_steps=3, eval_every=3, warmup_steps=1)
@@ -23,7 +25,8 @@ def test_build_is_deterministic(tmp_path):
     assert all((weights[0][k] == weights[1][k]).all() for k in weights[0])
     for name in ("config.json", "tokenizer.model", "train_config.json", "loss_curve.png", RECIPE_FILE):
         assert (first / name).is_file(), name
-    assert Prompting.of(first) == Prompting(tools_in_system=False)
+    assert Prompting.of(first) == Prompting(tools_in_system=False, stand_ins=STAND_INS)
+    assert set(STAND_INS) <= GLMTokenizer.load(first).characters
     assert (first / "tokenizer.model").read_bytes() == (second / "tokenizer.model").read_bytes()
 
 

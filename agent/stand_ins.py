@@ -1,0 +1,84 @@
+"""Stand-ins: Chinese characters the tokenizer has no piece for, shown to the model as pieces it knows.
+
+The default model's tokenizer has one piece per Chinese character of its training data, and byte fallback
+for any other. A real place name whose characters the data never used (邯郸, 郓城县) would reach the model as
+byte pieces it never learned to copy into a call, and no decoding rule can make it write them. So, as in
+Luong et al.'s copyable unknown words, before a conversation is encoded each such character of the
+inspector's words becomes a stand-in, a private-use character with a piece of its own (the first unknown
+character the first stand-in, and so on), the same in every message; the model's answer gets the original
+characters back. The model learned in training (`practice`) that a stand-in may be part of a name or of the
+words around it, and copies it like any other piece.
+
+A model folder that names no stand-ins (`prompting.json`; a converted ChatGLM3-6B, whose tokenizer has a
+piece for everything) leaves conversations as they are.
+"""
+
+import random
+import unicodedata
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, replace
+
+from agent.chatglm_format import Message
+from agent.tokenizer import GLMTokenizer
+
+STAND_INS = "".join(map(chr, range(0xE000, 0xE008)))  # Unicode private use: no text of the data has them
+
+
+@dataclass(frozen=True)
+class Aliases:
+    """One conversation's stand-ins: `hide` writes them in, `restore` takes them out of the model's text."""
+
+    hidden: dict[str, str]
+
+    def hide(self, messages: list[Message]) -> list[Message]:
+        if not self.hidden:
+            return messages
+        table = str.maketrans(self.hidden)
+        return [replace(message, content=message.content.translate(table)) for message in messages]
+
+    def restore(self, text: str) -> str:
+        return text.translate(str.maketrans({stand_in: char for char, stand_in in self.hidden.items()}))
+
+
+def _ideographs(messages: list[Message]) -> list[str]:
+    """The distinct ideographs of the user's messages, in order of first appearance."""
+    text = "".join(message.content for message in messages if message.role == "user")
+    return [char for char in dict.fromkeys(text) if unicodedata.name(char, "").startswith("CJK UNIFIED IDEOGRAPH")]
+
+
+def _free(messages: list[Message], stand_ins: str) -> list[str]:
+    used = set("".join(message.content for message in messages))
+    return [char for char in stand_ins if char not in used]
+
+
+def aliases(messages: list[Message], tokenizer: GLMTokenizer, stand_ins: str) -> Aliases:
+    """Stand-ins, in order, for the ideographs of the user's words that the tokenizer has no piece for.
+
+    A character left without a free stand-in stays as it is (in bytes).
+    """
+    unknown = [char for char in _ideographs(messages) if char not in tokenizer.characters]
+    return Aliases(dict(zip(unknown, _free(messages, stand_ins), strict=False)))
+
+
+@dataclass(frozen=True)
+class Practice:
+    """How training shows stand-ins: in a `share` of the dialogues, for 1 to `most` of the user's characters.
+
+    The characters are drawn at random from the user's words (a name's or the words around it), so the model
+    learns to tell a name by its context, not by its characters, wherever a stand-in is.
+    """
+
+    share: float
+    most: int
+    seed: int
+    stand_ins: str = STAND_INS
+
+    def dialogues(self, dialogues: Iterable[list[Message]]) -> Iterator[list[Message]]:
+        rng = random.Random(self.seed)
+        for messages in dialogues:
+            chars = _ideographs(messages)
+            if chars and rng.random() < self.share:
+                chosen = set(rng.sample(chars, min(len(chars), rng.randint(1, self.most))))
+                unknown = [char for char in chars if char in chosen]
+                messages = Aliases(dict(zip(unknown, _free(messages, self.stand_ins), strict=False))).hide(messages)
+            yield messages
