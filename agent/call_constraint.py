@@ -11,8 +11,10 @@ string argument is held to what the tool's schema allows:
   probability of the span and of the closing quote after it) and the value is written in one go.
 
 A report (a plain message after the turn's observations) is held to the verifier's rule as it is written:
-a run of digits may only spell a number the turn's observations hold, and ends only on a whole one
-(agent/verifier.py rejects any other number afterwards; this keeps the model from writing one).
+a run of digits may only spell a number the turn's observations report — a count (a JSON number) or a
+number inside a tool's error, which a report quotes — and ends only on a whole one (agent/verifier.py
+rejects any other number afterwards; this keeps the model from writing one). The digits of a date or an
+image path are not numbers a report states.
 
 Between values a call follows its grammar: `, name='` for an argument of its tool not yet named, or `)` once
 its required arguments are in (a repeated keyword, or free text there, would not even parse).
@@ -22,6 +24,7 @@ on bytes, so it holds for any tokenizer, byte-fallback pieces and pieces that sp
 included.
 """
 
+import json
 import re
 from collections import defaultdict
 from collections.abc import Iterable
@@ -128,10 +131,23 @@ class CallConstraint:
         words = [m.content.encode("utf-8") for m in messages if m.role == "user"]
         turn = messages[max((i for i, m in enumerate(messages) if m.role == "user"), default=-1) + 1 :]
         observed = [m.content.encode("utf-8") for m in turn if m.role == "observation"]
-        numbers = (
-            Numbers(frozenset(n for text in observed for n in _DIGITS.findall(text)), vocabulary) if observed else None
-        )
+        numbers = Numbers(frozenset(n for text in observed for n in reported(text)), vocabulary) if observed else None
         return ConversationConstraint(self, vocabulary, words, numbers)
+
+
+def reported(observation: bytes) -> set[bytes]:
+    """The numbers a report may state from one observation: its counts, and the digits of its error.
+
+    An observation that is not a JSON object (a tool outside this project) offers every run of its digits.
+    """
+    try:
+        value = json.loads(observation)
+    except ValueError:
+        return set(_DIGITS.findall(observation))
+    if not isinstance(value, dict):
+        return set(_DIGITS.findall(observation))
+    numbers = {str(n).encode() for n in value.values() if isinstance(n, int) and not isinstance(n, bool)}
+    return numbers | set(_DIGITS.findall(str(value.get("error", "")).encode("utf-8")))
 
 
 class Numbers:

@@ -3,8 +3,10 @@
 ChatGLM3 puts the tools' descriptions in a leading system message, and so does every model trained here by
 default. A small model trained on this task alone can learn the tools from the data instead; leaving the
 system message out then saves most of each prompt. A model whose tokenizer lacks characters names the
-`stand_ins` it reads them as (agent/stand_ins.py). Both are recorded in `prompting.json`; a folder without
-one (a converted ChatGLM3 checkpoint) gets ChatGLM3's convention and no stand-ins.
+`stand_ins` it reads them as (agent/stand_ins.py). `span_bonus` is the log-probability constrained decoding
+adds per character of a quoted span the model could copy (agent/glm_backend.py), tuned on the model's own dev
+split (bench/span_bonus.py). All are recorded in `prompting.json`; a folder without one (a converted
+ChatGLM3 checkpoint) gets ChatGLM3's convention, no stand-ins and no bonus.
 """
 
 import json
@@ -20,6 +22,7 @@ PROMPTING_FILE = "prompting.json"
 class Prompting:
     tools_in_system: bool = True
     stand_ins: str = ""
+    span_bonus: float = 0.0
 
     def save(self, directory: Path) -> None:
         (directory / PROMPTING_FILE).write_text(json.dumps(asdict(self), ensure_ascii=False) + "\n", encoding="utf-8")

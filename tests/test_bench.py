@@ -15,7 +15,7 @@ from tests.conftest import ROOT, SHARED
 
 BENCH = ROOT / "bench"
 SCRIPTS = sorted(path.stem for path in BENCH.glob("*.py") if path.stem != "common")
-MEASUREMENTS = ("agent_latency", "run_throughput", "accuracy", "ptuning_cpu", "gpu_6b", "memory")
+MEASUREMENTS = ("agent_latency", "run_throughput", "accuracy", "ptuning_cpu", "gpu_6b", "memory", "span_bonus")
 
 
 @pytest.fixture(scope="module")
@@ -124,6 +124,14 @@ def test_accuracy(tmp_path, data, quiet_model, monkeypatch):
     report = written(out)
     assert report["splits"]["test_unseen"]["items"] == 3
     assert (tmp_path / "accuracy" / "test_unseen" / "eval.md").is_file()
+
+
+def test_span_bonus(tmp_path, data, quiet_model, monkeypatch):
+    out = tmp_path / "span_bonus.json"
+    arguments = ["--model", quiet_model, "--data", data, "--limit", 2, "--bonus", 0, 1, "--out", out]
+    run_script("span_bonus", *arguments, monkeypatch=monkeypatch)
+    report = written(out)
+    assert [r["bonus"] for r in report["results"]] == [0, 1] and report["results"][0]["items"] == 2
 
 
 def test_ptuning_cpu(tmp_path, data, quiet_model, monkeypatch):

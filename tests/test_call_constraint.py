@@ -194,6 +194,11 @@ def test_span_scores_are_the_models_probabilities_of_whole_spans(small_tokenizer
                     spans[tuple(span[:size])] = expected = score(prompt, span[:size])
                     assert abs(float(scores[index, size - 1]) - expected) < 1e-4
             assert tuple(backend._best_span(starts, *state)) == max(spans, key=spans.__getitem__)
+            for bonus in (50.0, -50.0):
+                backend.span_bonus = bonus  # per character: the longest span wins, or a one-character one
+                best = small_tokenizer.decode(backend._best_span(starts, *state))
+                assert len(best) == (len(words) if bonus > 0 else 1)
+            backend.span_bonus = 0.0
 
 
 def test_a_reports_digits_spell_only_the_observations_numbers(small_tokenizer):
@@ -214,6 +219,18 @@ def test_a_reports_digits_spell_only_the_observations_numbers(small_tokenizer):
     fresh = CallConstraint.of(derived_tools()).for_conversation(conversation, vocabulary).allowed() or []
     assert {b"3", b"4"} <= {vocabulary.token_bytes[t] for t in fresh}
     assert not {b"2", b"1"} & {vocabulary.token_bytes[t] for t in fresh}, "the user's 2024 is not observed"
+
+
+def test_a_report_states_counts_and_error_digits_not_dates_or_paths():
+    from agent.call_constraint import reported
+
+    work_order = '{"site": "济南工地", "date": "2024-05-24", "expected_workers": 1, "leader": "王伟"}'
+    detection = '{"image": "images/济南工地/2024-05-24_0815.jpg", "persons": 12, "unknown": 0, "ok": true}'
+    failed = '{"error": "图像无法读取: images/济南工地/2024-05-24_0815.jpg", "hint": "如 2024-05-03"}'
+    assert reported(work_order.encode()) == {b"1"}
+    assert reported(detection.encode()) == {b"12", b"0"}
+    assert reported(failed.encode()) == {b"2024", b"05", b"24", b"0815"}
+    assert reported(b"7 of 9 heads") == {b"7", b"9"}, "a tool's text that is not JSON offers every number"
 
 
 def test_replies_before_any_observation_are_free(small_tokenizer):

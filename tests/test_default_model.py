@@ -25,7 +25,7 @@ def test_build_is_deterministic(tmp_path):
     assert all((weights[0][k] == weights[1][k]).all() for k in weights[0])
     for name in ("config.json", "tokenizer.model", "train_config.json", "loss_curve.png", RECIPE_FILE):
         assert (first / name).is_file(), name
-    assert Prompting.of(first) == Prompting(tools_in_system=False, stand_ins=STAND_INS)
+    assert Prompting.of(first) == Prompting(tools_in_system=False, stand_ins=STAND_INS, span_bonus=TOY.span_bonus)
     assert set(STAND_INS) <= GLMTokenizer.load(first).characters
     assert (first / "tokenizer.model").read_bytes() == (second / "tokenizer.model").read_bytes()
 
@@ -37,4 +37,5 @@ def test_the_shipped_default_matches_its_recipe():
 
     recorded = json.loads((DEFAULT_MODEL / RECIPE_FILE).read_text(encoding="utf-8"))
     assert recorded == Recipe().__dict__  # `inspector train default` rebuilds exactly this
+    assert Prompting.of(DEFAULT_MODEL) == Prompting(False, STAND_INS, Recipe().span_bonus)
     assert sum(f.stat().st_size for f in Path(DEFAULT_MODEL).iterdir()) < 30 * 2**20

@@ -5,6 +5,7 @@ import random
 import pytest
 
 from agent.chatglm_format import Message, ToolCall, call_message, observation_message
+from agent.prompting import Prompting
 from agent.stand_ins import STAND_INS, Aliases, Practice, aliases
 from tests.glm_tiny import tiny_glm
 
@@ -87,7 +88,7 @@ def test_the_backend_shows_the_model_stand_ins_and_hands_back_the_original_text(
     model = tiny_glm(tok.vocab_size)
     messages = [Message("user", "查查在邯郸工地人数嘛")]
     found = aliases(messages, tok, STAND_INS)
-    [shown] = GLMBackend(model, tok, stand_ins=STAND_INS).generate([messages], max_new_tokens=8)
+    [shown] = GLMBackend(model, tok, prompting=Prompting(stand_ins=STAND_INS)).generate([messages], max_new_tokens=8)
     [hidden] = GLMBackend(model, tok).generate([found.hide(messages)], max_new_tokens=8)
     [raw] = GLMBackend(model, tok).generate([messages], max_new_tokens=8)
     assert shown.token_ids == hidden.token_ids and shown.text == found.restore(hidden.text)
