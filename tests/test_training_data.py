@@ -15,6 +15,7 @@ from agent.errors import UserError
 from agent.reports import CHECKS, DETECTOR_FOR, outcome, render
 from prompts import load as load_prompts
 from tools.catalog import tool_descriptions
+from tools.imports import capture_time
 from training_data.dialogues import outcomes_of
 from training_data.generate import CONFIG_FILE, SPLITS, GenerateConfig, generate_splits
 from training_data.observations import DETECTION_FAILURES, EQUIPMENT_FAILURE, QUERY_FAILURES
@@ -109,7 +110,8 @@ def check_tool_calls(turns: list[dict], index: int, heard: str, today: str) -> s
     assert list(order) == WORK_ORDER_KEYS and order["check"] == check
     day = date.fromisoformat(today) if said is None else resolve(said, date.fromisoformat(today))
     assert order["date"] == day.isoformat()
-    assert (order["expected_workers"] == 0) == (order["leader"] is None) == (order["equipment"] == [])
+    assert (order["expected_workers"] == 0) == (order["leader"] is None)
+    assert order["equipment"] or check != "设备检查" or order["expected_workers"] == 0
     detect = turns[index + 1]
     assert detect["name"] == DETECTOR_FOR[check]
     assert detect["parameters"] == {key: value for key, value in query["parameters"].items() if key != "check"}
@@ -119,7 +121,8 @@ def check_tool_calls(turns: list[dict], index: int, heard: str, today: str) -> s
         assert list(detection) == ERROR_KEYS
         return failure_kind(detection)
     assert list(detection) == DETECTION_KEYS[detect["name"]]
-    assert detection["image"].startswith(f"images/{order['site']}/{order['date']}_")
+    folder, name = detection["image"].rsplit("/", 1)
+    assert folder == f"images/{order['site']}" and capture_time(Path(name)).date().isoformat() == order["date"]
     assert all(0 <= value <= 60 for key, value in detection.items() if key != "image")
     return outcome(check, order, detection)
 

@@ -14,7 +14,7 @@ from training_data.dates import say, say_impossible
 from training_data.deck import Deck
 from training_data.dialogues import outcomes_of
 from training_data.noise import add_noise
-from training_data.observations import counts, work_order
+from training_data.observations import counts, query_failure, work_order
 from training_data.sites import Site, SitePool, gazetteer, is_held_out_stem, name_kind, place_words
 from training_data.templates import CHECK_SLOTS, FAMILIES, Piece, check_words, fill, templates, text
 
@@ -157,6 +157,12 @@ def test_canonical_names_and_place_words():
     assert "站" in place_words("济南") and "站" not in place_words("章丘区")
 
 
+def stem_of(name: str, held_out: bool) -> str:
+    """A bare composed name without the split's city it may start with (济南历下 -> 历下)."""
+    places = [place for place in gazetteer(held_out=held_out) if name_kind(place) == "bare"]
+    return next((name[len(place) :] for place in places if name.startswith(place)), name)
+
+
 def test_site_pools_never_share_a_name():
     taken: set[str] = set()
     rng = random.Random(3)
@@ -168,7 +174,9 @@ def test_site_pools_never_share_a_name():
         composed = [site.name for site in sites if site.source == "composed"]
         assert len(composed) == len(set(composed)) > 0.7 * len(sites)
         assert {site.name for site in sites if site.source == "gazetteer"} <= set(gazetteer(held_out=held_out))
-        stems = [site.name for site in sites if site.source == "composed" and name_kind(site.name) == "bare"]
+        bare = [site.name for site in sites if site.source == "composed" and name_kind(site.name) == "bare"]
+        stems = [stem_of(name, held_out) for name in bare]
+        assert 0.1 * len(bare) < sum(map(str.__ne__, stems, bare)) < 0.5 * len(bare), "济南历下: a city first"
         assert stems and all(is_held_out_stem(stem) == held_out for stem in stems)
 
 
@@ -202,6 +210,38 @@ def test_numbers_drawn_for_an_outcome_give_that_outcome(check):
         counts(rng, "no_such_outcome")
 
 
+def test_small_crews_and_close_counts_are_common():
+    rng = random.Random(6)
+    drawn = [counts(rng, outcome) for outcome in ("people_absent", "people_excess") for _ in range(500)]
+    small = sum(expected <= 9 for expected, _ in drawn) / len(drawn)
+    close = sum(abs(numbers["persons"] - expected) <= 3 for expected, numbers in drawn) / len(drawn)
+    assert 0.35 < small < 0.55 and 0.5 < close < 0.8
+
+
+def test_work_orders_issue_equipment_as_the_database_does():
+    rng = random.Random(3)
+    issued = {
+        check: Counter(bool(work_order(rng, "济南工地", date(2024, 5, 3), check, 5)["equipment"]) for _ in range(400))
+        for check in CHECKS
+    }
+    assert issued["设备检查"] == Counter({True: 400})
+    assert all(150 < issued[check][False] < 250 for check in ("人数检测", "安全检查"))
+    assert work_order(rng, "济南工地", date(2024, 5, 3), "人数检测", 0)["equipment"] == []
+
+
+def test_an_ambiguous_site_lists_sorted_names_around_the_one_heard():
+    rng = random.Random(4)
+    listed = [
+        query_failure(rng, "ambiguous_site", site="青岛市", date=None, canonical="青岛市工地")["error"].split(": ")[1]
+        for _ in range(200)
+    ]
+    pairs = [names.split("、") for names in listed]
+    assert all(len(set(pair)) == 2 and pair == sorted(pair) for pair in pairs)
+    assert all(name.startswith("青岛市") for pair in pairs for name in pair)
+    phases = sum(all(name.startswith("青岛市工地") for name in pair) for pair in pairs)
+    assert 60 < phases < 140
+
+
 def test_every_report_outcome_belongs_to_one_check():
     assert sorted(o for check in CHECKS for o in outcomes_of(check)) == sorted(load_prompts("reports")["outcomes"])
 
@@ -210,7 +250,8 @@ def test_the_training_pool_lengthens_stems_from_a_generator_of_its_own():
     def bare_names(lengthen: random.Random | None) -> list[str]:
         pool = SitePool(random.Random(5), held_out=False, taken=set(), lengthen=lengthen)
         sites = [pool.draw() for _ in range(3000)]
-        return [site.name for site in sites if site.source == "composed" and name_kind(site.name) == "bare"]
+        bare = [site.name for site in sites if site.source == "composed" and name_kind(site.name) == "bare"]
+        return [stem_of(name, held_out=False) for name in bare]
 
     plain, longer = bare_names(None), bare_names(random.Random(1))
     assert set(Counter(map(len, plain))) == {2, 3}

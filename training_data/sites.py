@@ -65,6 +65,7 @@ class SitePool:
         self._taken = taken
         self._gazetteer = Deck(rng, gazetteer(held_out=held_out))
         self._listed = set(gazetteer(held_out=True)) | set(gazetteer(held_out=False))
+        self._places = [name for name in gazetteer(held_out=held_out) if name_kind(name) == "bare"]
         compose = load("sites")["compose"]
         self._compose = compose
         self._stem_chars = list(dict.fromkeys(compose["stem_chars"]))
@@ -85,8 +86,12 @@ class SitePool:
         if self._lengthen:
             stem = self._longer(stem)
         pattern = self._rng.choice(self._compose["patterns"])
+        place = self._rng.choice(self._places) if "{place}" in pattern else ""
         return pattern.format(
-            stem=stem, kv=self._rng.choice(self._compose["kv"]), n=self._rng.randint(*self._compose["numbers"])
+            stem=stem,
+            kv=self._rng.choice(self._compose["kv"]),
+            n=self._rng.randint(*self._compose["numbers"]),
+            place=place,
         )
 
     def _stem(self) -> str:
