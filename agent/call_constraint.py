@@ -14,7 +14,10 @@ A report (a plain message after the turn's observations) is held to the verifier
 a run of digits may only spell a number the turn's observations report — a count (a JSON number) or a
 number inside a tool's error, which a report quotes — and ends only on a whole one (agent/verifier.py
 rejects any other number afterwards; this keeps the model from writing one). The digits of a date or an
-image path are not numbers a report states.
+image path are not numbers a report states. A report of a failed check quotes a tool's error (the
+`failed` template of prompts/reports.toml): once the template's words before the error are written, the
+rest spells one of the turn's observed errors, whole — the verifier's rule again, where the model would
+otherwise retype a long file name or a list of sites from memory.
 
 Between values a call follows its grammar: `, name='` for an argument of its tool not yet named, or `)` once
 its required arguments are in (a repeated keyword, or free text there, would not even parse).
@@ -31,6 +34,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from agent.chatglm_format import Message
+from prompts import load
 from tools.registry import Tool
 
 _TOOL_NAME = re.compile(rb"\s*([A-Za-z_]\w*)\s*\n")
@@ -66,6 +70,7 @@ class Vocabulary:
             elif text:
                 self.by_bytes[text].append(token)
         self.longest = max(map(len, self.by_bytes), default=0)
+        self.longest_any = max(map(len, self.every), default=0)
         self.quotes = sorted(self.closing.get(b"", ()))
         self.parens = [t for t, text in enumerate(token_bytes) if text.startswith(b")")]
         self.with_digits = [t for t, text in enumerate(token_bytes) if _DIGITS.search(text)]
@@ -83,11 +88,12 @@ class Vocabulary:
             text = text[size:]
         return ids
 
-    def prefixes(self, rest: bytes) -> set[int]:
-        """Ids whose bytes are a non-empty prefix of `rest`."""
+    def prefixes(self, rest: bytes, *, quotes: bool = False) -> set[int]:
+        """Ids whose bytes are a non-empty prefix of `rest` (pieces with a quote in them only if `quotes`)."""
+        table, longest = (self.every, self.longest_any) if quotes else (self.by_bytes, self.longest)
         found: set[int] = set()
-        for size in range(1, min(self.longest, len(rest)) + 1):
-            found.update(self.by_bytes.get(rest[:size], ()))
+        for size in range(1, min(longest, len(rest)) + 1):
+            found.update(table.get(rest[:size], ()))
         return found
 
     def closers(self, rest: bytes, *, whole: bool, empty: bool) -> set[int]:
@@ -132,7 +138,24 @@ class CallConstraint:
         turn = messages[max((i for i, m in enumerate(messages) if m.role == "user"), default=-1) + 1 :]
         observed = [m.content.encode("utf-8") for m in turn if m.role == "observation"]
         numbers = Numbers(frozenset(n for text in observed for n in reported(text)), vocabulary) if observed else None
-        return ConversationConstraint(self, vocabulary, words, numbers)
+        errors = [error for text in observed if (error := error_text(text))]
+        quoted = Quotes(errors, error_lead(), vocabulary) if errors else None
+        return ConversationConstraint(self, vocabulary, words, numbers, quoted)
+
+
+def error_lead() -> bytes:
+    """The words a failed check's report writes right before the tool's error (`] 无法完成: `)."""
+    return load("reports")["failed"].split("{error}")[0].split("{check}")[-1].encode("utf-8")
+
+
+def error_text(observation: bytes) -> bytes | None:
+    """The error of a tool's JSON observation, as a report quotes it; None for a result or other text."""
+    try:
+        value = json.loads(observation)
+    except ValueError:
+        return None
+    error = value.get("error") if isinstance(value, dict) else None
+    return str(error).encode("utf-8") if error is not None else None
 
 
 def reported(observation: bytes) -> set[bytes]:
@@ -177,6 +200,29 @@ class Numbers:
         )
 
 
+class Quotes:
+    """The pieces that keep a failed check's report to quoting one of the observed errors, whole."""
+
+    def __init__(self, errors: list[bytes], lead: bytes, vocabulary: Vocabulary) -> None:
+        self.errors = errors
+        self.lead = lead
+        self.vocabulary = vocabulary
+        self._cache: dict[bytes, list[int] | None] = {}
+
+    def allowed(self, written: bytes) -> list[int] | None:
+        """None before the lead (or once the text has left every error); else what continues an error."""
+        at = written.find(self.lead)
+        if at < 0:
+            return None
+        so_far = written[at + len(self.lead) :]
+        if so_far not in self._cache:
+            rests = [error[len(so_far) :] for error in self.errors if error.startswith(so_far)]
+            found = set().union(*(self.vocabulary.prefixes(rest, quotes=True) for rest in rests if rest))
+            ends = self.vocabulary.empty if b"" in rests else []
+            self._cache[so_far] = sorted(found.union(ends)) or None
+        return self._cache[so_far]
+
+
 def _fits(literals: list[bytes], after: bytes) -> bool:
     """Whether `after` (what a closing piece adds after its quote) is on the way to one of `literals`."""
     return any(literal.startswith(after) or (literal == b")" and after.startswith(b")")) for literal in literals)
@@ -191,12 +237,14 @@ class ConversationConstraint:
         vocabulary: Vocabulary,
         words: list[bytes],
         numbers: Numbers | None = None,
+        quoted: Quotes | None = None,
     ) -> None:
         self.arguments = constraint.arguments
         self.rules = constraint.rules
         self.vocabulary = vocabulary
         self.words = words
         self.numbers = numbers
+        self.quoted = quoted
         self.written = bytearray()
         self._cache: dict[tuple[Rule, bytes], list[int] | None] = {}
         self._between: dict[tuple[str, frozenset[str], bytes, bool], list[int] | None] = {}
@@ -232,7 +280,8 @@ class ConversationConstraint:
             return self._in_call(tool, bytes(self.written).partition(b"tool_call(")[2])
         if self.numbers is None or name:
             return None
-        return self.numbers.allowed(bytes(self.written))
+        quoting = self.quoted.allowed(bytes(self.written)) if self.quoted else None
+        return quoting if quoting is not None else self.numbers.allowed(bytes(self.written))
 
     def _in_call(self, tool: str, call: bytes) -> list[int] | None:
         """In the arguments of a call to `tool` (the bytes after `tool_call(`)."""

@@ -1,5 +1,6 @@
 """Constrained decoding of tool calls: enum values and values quoted from the inspector's words."""
 
+import json
 import re
 from pathlib import Path
 
@@ -250,3 +251,29 @@ def test_an_argument_is_not_named_again_after_its_value(small_tokenizer):
     row.add(comma)
     allowed = {vocabulary.token_bytes[t] for t in row.allowed() or ()}
     assert allowed and all(b" date='".startswith(p) or b"date='".startswith(p) for p in allowed), allowed
+
+
+def test_a_failed_checks_report_quotes_an_observed_error_whole(tokenizer):
+    vocabulary = Vocabulary(tokenizer.token_bytes)
+    error = "图像无法读取: images/济南工地/IMG_20240524_081500.jpg"
+    conversation = [
+        Message("user", "查查在济南工地人数嘛"),
+        Message("observation", '{"site": "济南工地", "expected_workers": 3, "leader": "王伟"}'),
+        Message("observation", json.dumps({"error": error}, ensure_ascii=False)),
+    ]
+
+    def allowed(written: str) -> set[bytes] | None:
+        row = CallConstraint.of(derived_tools()).for_conversation(conversation, vocabulary)
+        for token in tokenizer.encode(written):
+            row.add(token)
+        found = row.allowed()
+        return None if found is None else {vocabulary.token_bytes[t] for t in found}
+
+    lead = "[人数检测] 无法完成: "
+    before = allowed("[人数检测] 应到")
+    assert before is not None and "人".encode() in before, "before the lead: the numbers rule alone"
+    start = allowed(lead)
+    assert start and all(error.encode().startswith(piece) for piece in start)
+    middle = allowed(lead + error[:-5])
+    assert middle and all(error[-5:].encode().startswith(piece) for piece in middle)
+    assert allowed(lead + error) == {b""}, "a whole error ends the report"
