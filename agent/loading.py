@@ -158,6 +158,23 @@ def quantization_config(bits: Bits, compute_dtype: "torch.dtype") -> "BitsAndByt
     return BitsAndBytesConfig(load_in_8bit=True)
 
 
+CPU_PACK_BLOCK = 32  # bitsandbytes' block_n when it repacks NF4 weights for its AVX512-BF16 CPU kernel
+
+
+def keep_unpackable_layers_generic(model: "PreTrainedModel") -> None:
+    """NF4 layers whose output size bitsandbytes' fast CPU kernel cannot take keep its generic path.
+
+    On a CPU with AVX512-BF16, bitsandbytes repacks a 4-bit layer at its first forward pass in blocks of 32
+    output features, with one scale per quantization block of each row, and fails (`shape '[64, 2]' is
+    invalid for input of size 160`) where either does not divide.
+    """
+    for module in model.modules():
+        if not getattr(module, "support_avx512bf16_for_cpu", False):
+            continue
+        if module.out_features % CPU_PACK_BLOCK or module.in_features % module.weight.quant_state.blocksize:
+            module.support_avx512bf16_for_cpu = False
+
+
 def load_model(model_dir: Path, options: LoadOptions) -> "PreTrainedModel":
     """The model in `model_dir`, in eval mode, placed, typed, quantized and prefixed as `options` say."""
     check_model_dir(model_dir)
@@ -172,6 +189,8 @@ def load_model(model_dir: Path, options: LoadOptions) -> "PreTrainedModel":
     model = AutoModelForCausalLM.from_pretrained(
         model_dir, dtype=dtype, device_map=device, quantization_config=quantization
     )
+    if options.quantize == 4 and device == "cpu":
+        keep_unpackable_layers_generic(model)
     if options.prefix is not None:
         from peft import PeftModel
 

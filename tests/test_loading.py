@@ -86,6 +86,8 @@ def test_quantized_on_cpu_stays_close_to_fp32(model_dir, reference, bits, layer_
     model = load_model(model_dir, LoadOptions(device="cpu", quantize=bits))
 
     assert type(model.model.layers[0].mlp.gate_up_proj).__name__ == layer_class
+    packing = [m for m in model.modules() if getattr(m, "support_avx512bf16_for_cpu", False)]
+    assert all(m.out_features % 32 == 0 and m.in_features % 64 == 0 for m in packing), "down_proj: 160 inputs"
     quantized = logits(model, reference[0])
     # measured on this model: NF4 max |Δ| 0.084, cosine 0.993; int8 max |Δ| 0.0058, cosine 0.99996
     assert (quantized - reference[1]).abs().max() <= tolerance
