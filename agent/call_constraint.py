@@ -32,8 +32,10 @@ import re
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from agent.chatglm_format import Message
+from agent.reports import error_of
 from prompts import load
 from tools.registry import Tool
 
@@ -148,14 +150,20 @@ def error_lead() -> bytes:
     return load("reports")["failed"].split("{error}")[0].split("{check}")[-1].encode("utf-8")
 
 
-def error_text(observation: bytes) -> bytes | None:
-    """The error of a tool's JSON observation, as a report quotes it; None for a result or other text."""
+def json_object(observation: bytes) -> dict[str, Any] | None:
+    """A tool's observation as the JSON object this project's tools answer with; None for any other text."""
     try:
         value = json.loads(observation)
     except ValueError:
         return None
-    error = value.get("error") if isinstance(value, dict) else None
-    return str(error).encode("utf-8") if error is not None else None
+    return value if isinstance(value, dict) else None
+
+
+def error_text(observation: bytes) -> bytes | None:
+    """The error of a tool's JSON observation, as a report quotes it; None for a result or other text."""
+    value = json_object(observation)
+    error = error_of(value) if value is not None else None
+    return error.encode("utf-8") if error is not None else None
 
 
 def reported(observation: bytes) -> set[bytes]:
@@ -163,14 +171,11 @@ def reported(observation: bytes) -> set[bytes]:
 
     An observation that is not a JSON object (a tool outside this project) offers every run of its digits.
     """
-    try:
-        value = json.loads(observation)
-    except ValueError:
-        return set(_DIGITS.findall(observation))
-    if not isinstance(value, dict):
+    value = json_object(observation)
+    if value is None:
         return set(_DIGITS.findall(observation))
     numbers = {str(n).encode() for n in value.values() if isinstance(n, int) and not isinstance(n, bool)}
-    return numbers | set(_DIGITS.findall(str(value.get("error", "")).encode("utf-8")))
+    return numbers | set(_DIGITS.findall((error_of(value) or "").encode("utf-8")))
 
 
 class Numbers:
@@ -280,8 +285,9 @@ class ConversationConstraint:
             return self._in_call(tool, bytes(self.written).partition(b"tool_call(")[2])
         if self.numbers is None or name:
             return None
-        quoting = self.quoted.allowed(bytes(self.written)) if self.quoted else None
-        return quoting if quoting is not None else self.numbers.allowed(bytes(self.written))
+        written = bytes(self.written)
+        quoting = self.quoted.allowed(written) if self.quoted else None
+        return quoting if quoting is not None else self.numbers.allowed(written)
 
     def _in_call(self, tool: str, call: bytes) -> list[int] | None:
         """In the arguments of a call to `tool` (the bytes after `tool_call(`)."""
