@@ -2,23 +2,32 @@
 
 No pretrained GLM base can be had offline, so the recipe trains one: generate the inspector data, train the
 project's SentencePiece tokenizer on it, initialise a small GLM of ChatGLM3's architecture and train it on
-the task directly (full fine-tuning). P-tuning v2 stays the path for ChatGLM3-6B (see README: a prefix on
-a base this small cannot steer it to the accuracy targets).
+the task directly (full fine-tuning), then briefly on head counts with fresh counts (the recount phase).
+P-tuning v2 stays the path for ChatGLM3-6B (see README: a prefix on a base this small cannot steer it to the
+accuracy targets).
 """
 
 import json
+import random
+import shutil
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
-from agent.chatglm_format import dialogue_messages, read_dialogues
+from agent import train_log
+from agent.chatglm_format import Encoded, dialogue_messages, read_dialogues
 from agent.prompting import Prompting
 from agent.stand_ins import STAND_INS, Practice
 from agent.tokenizer import GLMTokenizer
 
+if TYPE_CHECKING:
+    from agent.train_config import TrainConfig
+
 RECIPE_FILE = "recipe.json"
+RECOUNT_DIR = "recount_phase"
+RECOUNT_LOG = "recount_log.jsonl"
 
 
 @dataclass(frozen=True)
@@ -40,6 +49,14 @@ class Recipe:
     weight_decay: float = 0.01
     batch_size: int = 8
     max_steps: int = 3600
+    # Then the recount phase (training_data/recounts.py): one plainly shuffled pass of `recount_steps`
+    # batches of `recount_batch_size`, `recount_share` of them head-count dialogues with fresh counts and the
+    # rest dialogues of the training split, at lr `recount_lr` (warm-up, then linear decay, as above).
+    recount_steps: int = 300
+    recount_batch_size: int = 16
+    recount_share: float = 2 / 3
+    recount_lr: float = 3e-4
+    recount_warmup_steps: int = 20
     eval_every: int = 500
     threads: int = 2
     # The tools' JSON is ~760 of each example's ~930 tokens; the task-trained model learns the tools from
@@ -91,6 +108,49 @@ def initial_model(recipe: Recipe, tokenizer: GLMTokenizer) -> Any:
     return GlmForCausalLM(config)
 
 
+def recount_phase(
+    model: Any,
+    tokenizer: GLMTokenizer,
+    config: "TrainConfig",
+    recipe: Recipe,
+    train: list[Encoded],
+    dev: list[Encoded],
+    work: Path,
+    console: Console,
+) -> None:
+    """The recount phase after the main one (run files in `work/recount_phase`; resumes like it)."""
+    from agent.examples import load_examples
+    from agent.trainer import Trainer
+    from training_data.recounts import recounts
+
+    size = recipe.recount_steps * recipe.recount_batch_size
+    count = round(size * recipe.recount_share)
+    data = work / "data"
+    recounted = data / "recounts.jsonl"
+    lines = (d.model_dump_json() for d in recounts(read_dialogues(data / "train.jsonl"), recipe.seed, count))
+    recounted.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
+    if size - count > len(train):
+        raise ValueError(f"the recount phase needs {size - count} training dialogues; the split has {len(train)}")
+    rng = random.Random(f"recount-phase-{recipe.seed}")
+    examples = rng.sample(train, size - count)
+    examples += load_examples(recounted, tokenizer, recipe.context, recipe.tools_in_system)
+    phase = replace(
+        config,
+        out=str(work / RECOUNT_DIR),
+        lr=recipe.recount_lr,
+        batch_size=recipe.recount_batch_size,
+        warmup_steps=recipe.recount_warmup_steps,
+        max_steps=recipe.recount_steps,
+        eval_every=recipe.recount_steps,
+        save_every=recipe.recount_steps,
+        by_length=False,
+        per_example=True,
+    )
+    trainer = Trainer(phase, model, tokenizer, examples, dev, console)
+    trainer.resume()
+    trainer.run()
+
+
 def build(out: Path, recipe: Recipe, work: Path, console: Console | None = None) -> Path:
     """Build the default model into `out` (data and run files under `work`); returns `out`."""
     import torch
@@ -131,23 +191,20 @@ def build(out: Path, recipe: Recipe, work: Path, console: Console | None = None)
         tools_in_system=recipe.tools_in_system,
     )
     context = recipe.context
-    trainer = Trainer(
-        config,
-        model,
+    train = load_examples(
+        data / "train.jsonl",
         tokenizer,
-        load_examples(
-            data / "train.jsonl",
-            tokenizer,
-            context,
-            recipe.tools_in_system,
-            Practice(recipe.stand_in_share, recipe.stand_in_most, recipe.seed),
-        ),
-        load_examples(data / "dev.jsonl", tokenizer, context, recipe.tools_in_system),
-        console,
+        context,
+        recipe.tools_in_system,
+        Practice(recipe.stand_in_share, recipe.stand_in_most, recipe.seed),
     )
+    dev = load_examples(data / "dev.jsonl", tokenizer, context, recipe.tools_in_system)
+    trainer = Trainer(config, model, tokenizer, train, dev, console)
     trainer.resume()
     trainer.run()
+    recount_phase(model, tokenizer, config, recipe, train, dev, work, console)
     trainer.save_model()
+    shutil.copy(work / RECOUNT_DIR / train_log.LOG_FILE, out / RECOUNT_LOG)
     replace(Prompting.of(out), stand_ins=STAND_INS, span_bonus=recipe.span_bonus).save(out)
     (out / RECIPE_FILE).write_text(json.dumps(asdict(recipe), indent=2) + "\n", encoding="utf-8")
     return out

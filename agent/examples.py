@@ -69,18 +69,23 @@ def shared_head(examples: list[Encoded]) -> list[int]:
     return first[:size]
 
 
-def batch_order(examples: list[Encoded], batch_size: int, seed: int, epoch: int) -> list[list[int]]:
-    """Indices of each batch of one epoch: shuffled, then grouped by similar length, batches shuffled.
+def batch_order(
+    examples: list[Encoded], batch_size: int, seed: int, epoch: int, by_length: bool = True
+) -> list[list[int]]:
+    """Indices of each batch of one epoch: shuffled, then grouped by similar length (unless not
+    `by_length`), batches shuffled.
 
     A function of (seed, epoch) alone, so a resumed run sees exactly the batches it would have seen.
     """
     rng = random.Random(seed * 1_000_003 + epoch)
     order = list(range(len(examples)))
     rng.shuffle(order)
-    pool = batch_size * 64
+    pool = batch_size * 64 if by_length else len(order)
     batches = []
     for start in range(0, len(order), pool):
-        chunk = sorted(order[start : start + pool], key=lambda i: len(examples[i].input_ids))
+        chunk = order[start : start + pool]
+        if by_length:
+            chunk.sort(key=lambda i: len(examples[i].input_ids))
         batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
     rng.shuffle(batches)
     return batches

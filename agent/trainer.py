@@ -37,7 +37,12 @@ class Position:
 
 
 def batch_loss(model: Any, head: list[int], batch: Batch) -> Any:
-    """Summed cross-entropy of the batch's learned tokens, the shared head run once for all rows.
+    """Summed cross-entropy of the batch's learned tokens, the shared head run once for all rows."""
+    return token_losses(model, head, batch)[0].sum()
+
+
+def token_losses(model: Any, head: list[int], batch: Batch) -> tuple[Any, Any]:
+    """Cross-entropy of each learned token of the batch, and the row each belongs to.
 
     The output layer runs on the learned positions only (about a third of them): the rest carry no loss.
     """
@@ -58,7 +63,8 @@ def batch_loss(model: Any, head: list[int], batch: Batch) -> Any:
     labels = torch.tensor(batch.labels, device=device)[:, 1:]
     learned = labels != IGNORE
     logits = base.get_output_embeddings()(hidden[:, :-1][learned])
-    return torch.nn.functional.cross_entropy(logits.float(), labels[learned], reduction="sum")
+    losses = torch.nn.functional.cross_entropy(logits.float(), labels[learned], reduction="none")
+    return losses, torch.arange(rows, device=device)[:, None].expand_as(learned)[learned]
 
 
 def mean_loss(model: Any, head: list[int], examples: list[Encoded], pad_id: int, batch_size: int) -> float:
@@ -191,7 +197,7 @@ class Trainer:
             task = progress.add_task("train", total=config.max_steps, completed=self.position.step, status="")
             window = {"loss": 0.0, "tokens": 0, "examples": 0, "seconds": 0.0}
             while self.position.step < config.max_steps:
-                batches = batch_order(self.train, config.batch_size, config.seed, self.position.epoch)
+                batches = batch_order(self.train, config.batch_size, config.seed, self.position.epoch, config.by_length)
                 while self.position.batch < len(batches) and self.position.step < config.max_steps:
                     group = batches[self.position.batch : self.position.batch + config.grad_accum]
                     started = time.perf_counter()
@@ -210,16 +216,24 @@ class Trainer:
         return last
 
     def _step(self, group: list[list[Encoded]]) -> tuple[float, int]:
-        """One optimizer step over `group` (grad_accum batches); returns summed loss and learned tokens."""
+        """One optimizer step over `group` (grad_accum batches); returns summed loss and learned tokens.
+
+        The step minimises the mean over the group's learned tokens, or with `per_example` the mean over its
+        examples of each one's mean, so a short example weighs as much as a long one.
+        """
         import torch
 
         batches = [make_batch(examples, len(self.head), self.tokenizer.pad_id) for examples in group]
         tokens = sum(batch.tokens for batch in batches)
+        examples = sum(len(batch.input_ids) for batch in batches)
         total = 0.0
         for batch in batches:
-            loss = batch_loss(self.model, self.head, batch)
-            (loss / tokens).backward()
-            total += float(loss.detach())
+            losses, rows = token_losses(self.model, self.head, batch)
+            if self.config.per_example:
+                (losses / torch.bincount(rows)[rows]).sum().div(examples).backward()
+            else:
+                (losses.sum() / tokens).backward()
+            total += float(losses.sum().detach())
         torch.nn.utils.clip_grad_norm_(self.parameters, self.config.max_grad_norm)
         self.optimizer.step()
         self.scheduler.step()

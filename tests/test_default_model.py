@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.default_model import RECIPE_FILE, Recipe, build
+from agent.default_model import RECIPE_FILE, RECOUNT_LOG, Recipe, build
 from agent.prompting import Prompting
 from agent.session import DEFAULT_MODEL
 from agent.stand_ins import STAND_INS
@@ -13,6 +13,7 @@ from agent.tokenizer import GLMTokenizer
 
 TOY = replace(Recipe(), data_size=40, merges=50, hidden=32, layers=1, heads=2, ffn=64, context=1024)
 TOY = replace(TOY, batch_size=4, max_steps=3, eval_every=3, warmup_steps=1)
+TOY = replace(TOY, recount_steps=2, recount_batch_size=6, recount_warmup_steps=1)
 
 
 def test_build_is_deterministic(tmp_path):
@@ -23,7 +24,7 @@ def test_build_is_deterministic(tmp_path):
     weights = [load_file(model / "model.safetensors") for model in (first, second)]
     assert weights[0].keys() == weights[1].keys()
     assert all((weights[0][k] == weights[1][k]).all() for k in weights[0])
-    for name in ("config.json", "tokenizer.model", "train_config.json", "loss_curve.png", RECIPE_FILE):
+    for name in ("config.json", "tokenizer.model", "train_config.json", "loss_curve.png", RECIPE_FILE, RECOUNT_LOG):
         assert (first / name).is_file(), name
     assert Prompting.of(first) == Prompting(tools_in_system=False, stand_ins=STAND_INS, span_bonus=TOY.span_bonus)
     assert set(STAND_INS) <= GLMTokenizer.load(first).characters

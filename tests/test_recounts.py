@@ -1,0 +1,78 @@
+"""Recounts: head-count dialogues with fresh counts, each report the one its observations give, only it learned."""
+
+import json
+import re
+from collections import Counter
+
+import pytest
+
+from agent.chatglm_format import Dialogue, dialogue_messages, read_dialogues
+from agent.reports import outcome, render
+from training_data.generate import generate_splits
+from training_data.recounts import NO_ORDER, OUTCOMES, order_and_detection, recounts
+
+CREWS = set(OUTCOMES) - {"people_no_order"}  # the dialogues recounted: a day without an order names no leader
+
+NUMBERS = re.compile(r"\[人数检测\] 应到(\d+)人, 实到(\d+)人, ")
+
+
+@pytest.fixture(scope="module")
+def train(tmp_path_factory) -> list[Dialogue]:
+    folder = tmp_path_factory.mktemp("data")
+    generate_splits(folder, seed=5, size=400)
+    return read_dialogues(folder / "train.jsonl")
+
+
+def test_only_single_report_head_counts_qualify(train):
+    found = 0
+    for dialogue in train:
+        outcomes = (dialogue.model_extra or {})["meta"]["outcomes"]  # what the generator made it for
+        if order_and_detection(dialogue) is not None:
+            found += 1
+            assert outcomes[-1] in CREWS
+        elif len(outcomes) == 1:
+            assert outcomes[0] not in CREWS
+    assert 0.1 * len(train) < found < 0.5 * len(train)
+
+
+def test_a_recount_reports_its_fresh_counts_and_learns_only_the_report(train):
+    made = recounts(train, seed=1, count=600)
+    seen: Counter[str] = Counter()
+    for dialogue in made:
+        order, detection = (observed(dialogue, key) for key in ("expected_workers", "persons"))
+        report = dialogue.conversations[-1].content
+        assert report == render("人数检测", order, detection)
+        numbers = NUMBERS.match(report)
+        assert numbers and tuple(map(int, numbers.groups())) == (order["expected_workers"], detection["persons"])
+        seen[outcome("人数检测", order, detection)] += 1
+        learned = [message.content for message in dialogue_messages(dialogue) if message.loss]
+        assert learned == [report]
+    assert set(seen) == set(OUTCOMES) and min(seen.values()) > 100
+
+
+def test_a_recount_keeps_everything_but_the_counts(train):
+    def without_counts(dialogue: Dialogue) -> str:
+        turns = [turn.model_dump(exclude={"loss"}) for turn in dialogue.conversations[:-1]]
+        for turn in turns:
+            for key in (*NO_ORDER, "persons"):
+                if isinstance(turn.get("observation"), dict):
+                    turn["observation"].pop(key, None)
+        return json.dumps(turns, ensure_ascii=False)
+
+    originals = {without_counts(d) for d in train if order_and_detection(d)}
+    made = recounts(train, seed=2, count=100)
+    assert all(without_counts(dialogue) in originals for dialogue in made)
+
+
+def observed(dialogue: Dialogue, key: str) -> dict:
+    """The one observation of `dialogue` that has `key`."""
+    (observation,) = (t.observation for t in dialogue.conversations if t.role == "tool" and key in t.observation)
+    return observation
+
+
+def test_recounts_are_deterministic_and_need_a_head_count(train):
+    assert recounts(train, seed=3, count=20) == recounts(train, seed=3, count=20)
+    assert recounts(train, seed=3, count=20) != recounts(train, seed=4, count=20)
+    others = [d for d in train if order_and_detection(d) is None]
+    with pytest.raises(ValueError, match="no single-report head-count dialogue"):
+        recounts(others, seed=0, count=1)
