@@ -49,12 +49,11 @@ class Recipe:
     weight_decay: float = 0.01
     batch_size: int = 8
     max_steps: int = 3600
-    # Then the recount phase (training_data/recounts.py): one plainly shuffled pass of `recount_steps`
-    # batches of `recount_batch_size`, `recount_share` of them head-count dialogues with fresh counts and the
-    # rest dialogues of the training split, at lr `recount_lr` (warm-up, then linear decay, as above).
-    recount_steps: int = 300
+    # Then the recount phase (training_data/recounts.py): `recount_steps` plainly shuffled batches, every
+    # other one `batch_size` dialogues of the training split and the others `recount_batch_size` head-count
+    # dialogues with fresh counts, at lr `recount_lr` (warm-up, then linear decay, as above).
+    recount_steps: int = 600
     recount_batch_size: int = 16
-    recount_share: float = 2 / 3
     recount_lr: float = 3e-4
     recount_warmup_steps: int = 20
     eval_every: int = 500
@@ -123,30 +122,28 @@ def recount_phase(
     from agent.trainer import Trainer
     from training_data.recounts import recounts
 
-    size = recipe.recount_steps * recipe.recount_batch_size
-    count = round(size * recipe.recount_share)
+    dialogues = (recipe.recount_steps + 1) // 2 * recipe.batch_size
+    count = recipe.recount_steps // 2 * recipe.recount_batch_size
     data = work / "data"
     recounted = data / "recounts.jsonl"
     lines = (d.model_dump_json() for d in recounts(read_dialogues(data / "train.jsonl"), recipe.seed, count))
     recounted.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
-    if size - count > len(train):
-        raise ValueError(f"the recount phase needs {size - count} training dialogues; the split has {len(train)}")
-    rng = random.Random(f"recount-phase-{recipe.seed}")
-    examples = rng.sample(train, size - count)
-    examples += load_examples(recounted, tokenizer, recipe.context, recipe.tools_in_system)
+    if dialogues > len(train):
+        raise ValueError(f"the recount phase needs {dialogues} training dialogues; the split has {len(train)}")
+    sample = random.Random(f"recount-phase-{recipe.seed}").sample(train, dialogues)
     phase = replace(
         config,
         out=str(work / RECOUNT_DIR),
         lr=recipe.recount_lr,
-        batch_size=recipe.recount_batch_size,
+        alternate_batch_size=recipe.recount_batch_size,
         warmup_steps=recipe.recount_warmup_steps,
         max_steps=recipe.recount_steps,
         eval_every=recipe.recount_steps,
         save_every=recipe.recount_steps,
         by_length=False,
-        per_example=True,
     )
-    trainer = Trainer(phase, model, tokenizer, examples, dev, console)
+    alternate = load_examples(recounted, tokenizer, recipe.context, recipe.tools_in_system)
+    trainer = Trainer(phase, model, tokenizer, sample, dev, console, alternate)
     trainer.resume()
     trainer.run()
 

@@ -91,6 +91,12 @@ def batch_order(
     return batches
 
 
+def interleave(first: list[list[int]], second: list[list[int]]) -> list[list[int]]:
+    """first[0], second[0], first[1], second[1], … and then the rest of the longer list."""
+    common = min(len(first), len(second))
+    return [b for pair in zip(first, second, strict=False) for b in pair] + first[common:] + second[common:]
+
+
 def make_batch(examples: list[Encoded], head: int, pad_id: int) -> Batch:
     rests = [(example.input_ids[head:], example.labels[head:]) for example in examples]
     width = max(len(ids) for ids, _ in rests)

@@ -37,9 +37,8 @@ class TrainConfig:
     # Batches of similar length waste no padding, but where length follows the answer (a short head count's
     # verdict is the text that differs most), such batches hold one answer each: shuffle them plainly instead.
     by_length: bool = True
-    # Weigh each example alike (the mean of its tokens' losses) instead of each learned token: in batches that
-    # mix short examples with long dialogues, the short ones' few tokens would otherwise hardly count.
-    per_example: bool = False
+    # The batch size of a second source of examples that takes every other batch (agent/trainer.py); 0: none.
+    alternate_batch_size: int = 0
 
     def __post_init__(self) -> None:
         if self.method not in ("full", "ptuning"):

@@ -2,8 +2,11 @@
 
 The loss is ChatGLM3's: the mean cross-entropy over the tokens the format module labels. Each batch runs
 the shared head (the tools' system message, after the P-tuning virtual tokens if any) once, with gradients,
-and the rest of its examples on top of it. Checkpoints hold the trainable weights, the optimizer and the
-position in the seeded data order, so a resumed run continues exactly where the interrupted one was.
+and the rest of its examples on top of it. A second source of examples (`alternate`) can take every other
+batch, in batches of its own size: a skill the main data holds few examples of then gets whole steps of its
+own, which mixing its examples into the main batches does not give (README: recounts). Checkpoints hold the
+trainable weights, the optimizer and the position in the seeded data order, so a resumed run continues
+exactly where the interrupted one was.
 """
 
 import json
@@ -18,7 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from agent import kv, train_log
 from agent.chatglm_format import IGNORE, Encoded
-from agent.examples import Batch, batch_order, make_batch, shared_head
+from agent.examples import Batch, batch_order, interleave, make_batch, shared_head
 from agent.prompting import Prompting
 from agent.tokenizer import TOKENIZER_FILE, GLMTokenizer
 from agent.train_config import TrainConfig
@@ -37,12 +40,7 @@ class Position:
 
 
 def batch_loss(model: Any, head: list[int], batch: Batch) -> Any:
-    """Summed cross-entropy of the batch's learned tokens, the shared head run once for all rows."""
-    return token_losses(model, head, batch)[0].sum()
-
-
-def token_losses(model: Any, head: list[int], batch: Batch) -> tuple[Any, Any]:
-    """Cross-entropy of each learned token of the batch, and the row each belongs to.
+    """Summed cross-entropy of the batch's learned tokens, the shared head run once for all rows.
 
     The output layer runs on the learned positions only (about a third of them): the rest carry no loss.
     """
@@ -63,8 +61,7 @@ def token_losses(model: Any, head: list[int], batch: Batch) -> tuple[Any, Any]:
     labels = torch.tensor(batch.labels, device=device)[:, 1:]
     learned = labels != IGNORE
     logits = base.get_output_embeddings()(hidden[:, :-1][learned])
-    losses = torch.nn.functional.cross_entropy(logits.float(), labels[learned], reduction="none")
-    return losses, torch.arange(rows, device=device)[:, None].expand_as(learned)[learned]
+    return torch.nn.functional.cross_entropy(logits.float(), labels[learned], reduction="sum")
 
 
 def mean_loss(model: Any, head: list[int], examples: list[Encoded], pad_id: int, batch_size: int) -> float:
@@ -113,14 +110,18 @@ class Trainer:
         train: list[Encoded],
         dev: list[Encoded],
         console: Console | None = None,
+        alternate: list[Encoded] | None = None,
     ) -> None:
         import torch
 
         self.config, self.model, self.tokenizer = config, model, tokenizer
-        self.train, self.dev = train, dev[: config.eval_examples]
+        self.train, self.alternate, self.dev = train, alternate or [], dev[: config.eval_examples]
+        if self.alternate and config.alternate_batch_size < 1:
+            raise ValueError("alternating examples need an alternate_batch_size of at least 1")
+        self.examples = self.train + self.alternate
         self.out = Path(config.out)
         self.console = console or Console()
-        self.head = shared_head(train + self.dev)
+        self.head = shared_head(self.examples + self.dev)
         self.parameters = list(trainable(model).values())
         if not self.parameters:
             raise ValueError("the model has no trainable parameters")
@@ -133,6 +134,17 @@ class Trainer:
         if step < warmup:
             return (step + 1) / warmup
         return max(0.0, (total - step) / max(1, total - warmup))
+
+    def batches(self, epoch: int) -> list[list[int]]:
+        """Indices into `examples` of each batch of one epoch: the training examples' batches, alternating
+        with the alternate examples' while both last."""
+        config = self.config
+        batches = batch_order(self.train, config.batch_size, config.seed, epoch, config.by_length)
+        if not self.alternate:
+            return batches
+        offset = len(self.train)
+        others = batch_order(self.alternate, config.alternate_batch_size, config.seed, epoch, config.by_length)
+        return interleave(batches, [[offset + i for i in batch] for batch in others])
 
     # --- checkpoints ---------------------------------------------------------------------------
 
@@ -197,11 +209,11 @@ class Trainer:
             task = progress.add_task("train", total=config.max_steps, completed=self.position.step, status="")
             window = {"loss": 0.0, "tokens": 0, "examples": 0, "seconds": 0.0}
             while self.position.step < config.max_steps:
-                batches = batch_order(self.train, config.batch_size, config.seed, self.position.epoch, config.by_length)
+                batches = self.batches(self.position.epoch)
                 while self.position.batch < len(batches) and self.position.step < config.max_steps:
                     group = batches[self.position.batch : self.position.batch + config.grad_accum]
                     started = time.perf_counter()
-                    loss, tokens = self._step([[self.train[i] for i in ids] for ids in group])
+                    loss, tokens = self._step([[self.examples[i] for i in ids] for ids in group])
                     self.position.batch += len(group)
                     self.position.step += 1
                     window["loss"] += loss
@@ -216,24 +228,16 @@ class Trainer:
         return last
 
     def _step(self, group: list[list[Encoded]]) -> tuple[float, int]:
-        """One optimizer step over `group` (grad_accum batches); returns summed loss and learned tokens.
-
-        The step minimises the mean over the group's learned tokens, or with `per_example` the mean over its
-        examples of each one's mean, so a short example weighs as much as a long one.
-        """
+        """One optimizer step over `group` (grad_accum batches); returns summed loss and learned tokens."""
         import torch
 
         batches = [make_batch(examples, len(self.head), self.tokenizer.pad_id) for examples in group]
         tokens = sum(batch.tokens for batch in batches)
-        examples = sum(len(batch.input_ids) for batch in batches)
         total = 0.0
         for batch in batches:
-            losses, rows = token_losses(self.model, self.head, batch)
-            if self.config.per_example:
-                (losses / torch.bincount(rows)[rows]).sum().div(examples).backward()
-            else:
-                (losses.sum() / tokens).backward()
-            total += float(losses.sum().detach())
+            loss = batch_loss(self.model, self.head, batch)
+            (loss / tokens).backward()
+            total += float(loss.detach())
         torch.nn.utils.clip_grad_norm_(self.parameters, self.config.max_grad_norm)
         self.optimizer.step()
         self.scheduler.step()

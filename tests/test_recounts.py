@@ -9,9 +9,7 @@ import pytest
 from agent.chatglm_format import Dialogue, dialogue_messages, read_dialogues
 from agent.reports import outcome, render
 from training_data.generate import generate_splits
-from training_data.recounts import NO_ORDER, OUTCOMES, order_and_detection, recounts
-
-CREWS = set(OUTCOMES) - {"people_no_order"}  # the dialogues recounted: a day without an order names no leader
+from training_data.recounts import OUTCOMES, order_and_detection, recounts
 
 NUMBERS = re.compile(r"\[人数检测\] 应到(\d+)人, 实到(\d+)人, ")
 
@@ -29,9 +27,9 @@ def test_only_single_report_head_counts_qualify(train):
         outcomes = (dialogue.model_extra or {})["meta"]["outcomes"]  # what the generator made it for
         if order_and_detection(dialogue) is not None:
             found += 1
-            assert outcomes[-1] in CREWS
+            assert outcomes[-1] in OUTCOMES
         elif len(outcomes) == 1:
-            assert outcomes[0] not in CREWS
+            assert outcomes[0] not in OUTCOMES
     assert 0.1 * len(train) < found < 0.5 * len(train)
 
 
@@ -54,7 +52,7 @@ def test_a_recount_keeps_everything_but_the_counts(train):
     def without_counts(dialogue: Dialogue) -> str:
         turns = [turn.model_dump(exclude={"loss"}) for turn in dialogue.conversations[:-1]]
         for turn in turns:
-            for key in (*NO_ORDER, "persons"):
+            for key in ("expected_workers", "persons"):
                 if isinstance(turn.get("observation"), dict):
                     turn["observation"].pop(key, None)
         return json.dumps(turns, ensure_ascii=False)

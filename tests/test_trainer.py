@@ -81,13 +81,29 @@ def test_batches_cover_each_example_once_per_epoch(small_tokenizer, data_dir):
 def test_batches_group_by_length_unless_told_not_to():
     from agent.chatglm_format import Encoded
 
-    # Lengths that follow the answer, as a drill's do: grouped batches would each hold one length.
+    # Lengths that follow the answer, as a head count's verdict's do: grouped batches would each hold one length.
     examples = [Encoded([1] * (10 + i % 2), [1] * (10 + i % 2)) for i in range(512)]
     grouped = batch_order(examples, 8, seed=0, epoch=0)
     plain = batch_order(examples, 8, seed=0, epoch=0, by_length=False)
     assert sorted(i for batch in plain for i in batch) == list(range(512))
     assert all(len({i % 2 for i in batch}) == 1 for batch in grouped)
     assert sum(len({i % 2 for i in batch}) == 2 for batch in plain) > 40
+
+
+def test_alternate_examples_take_every_other_batch_in_batches_of_their_own(small_tokenizer, data_dir, tmp_path):
+    cfg = config(tmp_path, alternate_batch_size=3)  # the training examples' batches hold 4
+    model = tiny_glm(small_tokenizer.vocab_size)
+    extra = load_examples(data_dir / "dev.jsonl", small_tokenizer, 2048)[:7]
+    trainer = run(cfg, small_tokenizer, data_dir, model, alternate=extra)
+    batches = trainer.batches(epoch=0)
+    train = len(trainer.train)
+    sources = [{i >= train for i in batch} for batch in batches]
+    assert sources[:6] == [{False}, {True}] * 3 and all(s == {False} for s in sources[6:])  # 3 of 7, 12 of 48
+    assert sorted(len(b) for b in batches[1:6:2]) == [1, 3, 3] and {len(b) for b in batches[::2]} == {4}
+    assert sorted(i for batch in batches for i in batch) == list(range(train + 7))
+    assert trainer.examples[train:] == extra and batches != trainer.batches(epoch=1)
+    with pytest.raises(ValueError, match="alternate_batch_size"):
+        run(config(tmp_path), small_tokenizer, data_dir, model, alternate=extra)
 
 
 def test_batch_loss_equals_loss_without_the_shared_head(small_tokenizer, data_dir):
@@ -115,31 +131,6 @@ def test_batch_loss_is_the_models_own_loss_over_the_labels(small_tokenizer, data
             logits[:, :-1].flatten(0, 1), labels[:, 1:].flatten(), ignore_index=IGNORE, reduction="sum"
         )
         assert float(batch_loss(model, [], batch)) == pytest.approx(float(full), rel=1e-5)
-
-
-@pytest.mark.parametrize("per_example", [False, True])
-def test_a_step_weighs_tokens_or_examples_alike(small_tokenizer, data_dir, tmp_path, per_example):
-    from agent.chatglm_format import Encoded
-    from agent.trainer import batch_loss
-
-    cfg = config(tmp_path, per_example=per_example, max_grad_norm=1e9)  # no clipping: the raw gradients
-    trainer = run(cfg, small_tokenizer, data_dir, tiny_glm(small_tokenizer.vocab_size))
-    trainer.optimizer.step = trainer.optimizer.zero_grad = lambda *args, **kwargs: None  # keep the gradients
-
-    short = trainer.train[5]
-    cut = next(i for i, label in enumerate(short.labels) if label != IGNORE) + 3  # learns fewer tokens
-    parts = [trainer.train[:2], [Encoded(short.input_ids, [IGNORE] * cut + short.labels[cut:])]]  # grad_accum 2
-    trainer._step(parts)
-    stepped = [p.grad.clone() for p in trainer.parameters]
-    trainer.model.zero_grad()
-    examples = [e for part in parts for e in part]
-    losses = [batch_loss(trainer.model, [], make_batch([e], 0, small_tokenizer.pad_id)) for e in examples]
-    tokens = [sum(label != IGNORE for label in e.labels) for e in examples]
-    means = [loss / count for loss, count in zip(losses, tokens, strict=True)]
-    objective = sum(means) / 3 if per_example else sum(losses) / sum(tokens)
-    objective.backward()
-    assert len(set(tokens)) > 1
-    assert all(torch.allclose(a, p.grad, atol=1e-6) for a, p in zip(stepped, trainer.parameters, strict=True))
 
 
 def test_full_training_learns(small_tokenizer, data_dir, tmp_path):

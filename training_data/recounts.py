@@ -4,10 +4,11 @@ A head count's report ends in a verdict that compares the two numbers it has jus
 equal, fewer or more. In the generated data that comparison is a few tokens of about one dialogue in four,
 and the small default model learns to copy both numbers long before it learns to compare them (README: the
 head-count verdict). A recount is one such dialogue as it was — the inspector's words, the calls, the
-observations in the real tools' shapes — with the two counts drawn again for an outcome chosen uniformly
-(the generator's own `counts`: close calls half the time), the report rendered from them by
-`agent.reports.render`, and every turn but that report marked `"loss": false`, so the calls it repeats
-are not learned twice.
+observations in the real tools' shapes — with the two counts drawn again for a crew that is complete,
+short or over (chosen uniformly; the generator's own `counts`: close calls half the time), the report
+rendered from them by `agent.reports.render`, and every turn but that report marked `"loss": false`, so
+the calls it repeats are not learned twice. Days without an order are left to the dialogues themselves: a
+recount phase that also drew them did worse on the crews (README: recounts).
 """
 
 import random
@@ -17,8 +18,7 @@ from agent.reports import render
 from training_data.observations import counts
 
 CHECK = "人数检测"
-OUTCOMES = ("people_normal", "people_absent", "people_excess", "people_no_order")
-NO_ORDER = {"expected_workers": 0, "leader": None, "equipment": []}  # as training_data.observations writes it
+OUTCOMES = ("people_normal", "people_absent", "people_excess")
 
 
 def order_and_detection(dialogue: Dialogue) -> tuple[int, int] | None:
@@ -54,7 +54,7 @@ def recount(dialogue: Dialogue, turns: tuple[int, int], rng: random.Random) -> D
     expected, detected = counts(rng, rng.choice(OUTCOMES))
     conversations = [turn.model_copy(update={"loss": False}) for turn in dialogue.conversations]
     order_turn, detection_turn = (conversations[i] for i in turns)
-    order = {**order_turn.observation, **(NO_ORDER if expected == 0 else {"expected_workers": expected})}
+    order = {**order_turn.observation, "expected_workers": expected}
     detection = {**detection_turn.observation, **detected}
     conversations[turns[0]] = order_turn.model_copy(update={"observation": order})
     conversations[turns[1]] = detection_turn.model_copy(update={"observation": detection})
