@@ -117,7 +117,7 @@ def recount_phase(
     work: Path,
     console: Console,
 ) -> None:
-    """The recount phase after the main one (run files in `work/recount_phase`; resumes like it)."""
+    """The recount phase after the main one (run files in `work/recount_phase`; a finished phase is kept)."""
     from agent.examples import load_examples
     from agent.trainer import Trainer
     from training_data.recounts import recounts
