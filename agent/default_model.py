@@ -12,7 +12,7 @@ import random
 import shutil
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rich.console import Console
 
@@ -21,9 +21,7 @@ from agent.chatglm_format import Encoded, dialogue_messages, read_dialogues
 from agent.prompting import Prompting
 from agent.stand_ins import STAND_INS, Practice
 from agent.tokenizer import GLMTokenizer
-
-if TYPE_CHECKING:
-    from agent.train_config import TrainConfig
+from agent.train_config import TrainConfig
 
 RECIPE_FILE = "recipe.json"
 RECOUNT_DIR = "recount_phase"
@@ -110,7 +108,7 @@ def initial_model(recipe: Recipe, tokenizer: GLMTokenizer) -> Any:
 def recount_phase(
     model: Any,
     tokenizer: GLMTokenizer,
-    config: "TrainConfig",
+    config: TrainConfig,
     recipe: Recipe,
     train: list[Encoded],
     dev: list[Encoded],
@@ -124,12 +122,12 @@ def recount_phase(
 
     dialogues = (recipe.recount_steps + 1) // 2 * recipe.batch_size
     count = recipe.recount_steps // 2 * recipe.recount_batch_size
+    if dialogues > len(train):
+        raise ValueError(f"the recount phase needs {dialogues} training dialogues; the split has {len(train)}")
     data = work / "data"
     recounted = data / "recounts.jsonl"
     lines = (d.model_dump_json() for d in recounts(read_dialogues(data / "train.jsonl"), recipe.seed, count))
     recounted.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
-    if dialogues > len(train):
-        raise ValueError(f"the recount phase needs {dialogues} training dialogues; the split has {len(train)}")
     sample = random.Random(f"recount-phase-{recipe.seed}").sample(train, dialogues)
     phase = replace(
         config,
@@ -154,7 +152,6 @@ def build(out: Path, recipe: Recipe, work: Path, console: Console | None = None)
 
     from agent.examples import load_examples
     from agent.sp_train import train_tokenizer
-    from agent.train_config import TrainConfig
     from agent.trainer import Trainer
     from training_data.generate import generate_splits
 
