@@ -57,12 +57,15 @@ def test_practice_hides_a_share_of_the_dialogues_consistently_and_repeatably():
     assert first == second
     changed = [d for d, original in zip(first, dialogues, strict=True) if d != original]
     assert 60 < len(changed) < 140
+    firsts = []
     for messages in changed:
         request = messages[0].content
-        used = {char for char in request if char in STAND_INS}
-        assert 1 <= len(used) <= 4 and used == set(STAND_INS[: len(used)])
+        used = [char for char in dict.fromkeys(request) if char in STAND_INS]
+        assert 1 <= len(used) <= 4
+        firsts.append(used[0])
         site = messages[1].content.split("site='")[1].split("'")[0]
         assert site in request  # the call still copies a span of the (hidden) request
+    assert set(firsts) == set(STAND_INS)  # which stand-in comes first is drawn, not always the first
     assert list(Practice(share=0.0, most=4, seed=7).dialogues(dialogues)) == dialogues
 
 
