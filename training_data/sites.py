@@ -52,9 +52,8 @@ class SitePool:
     """The sites of one split: a share of gazetteer names, the rest composed names never drawn before.
 
     `taken` is shared by all splits, so a composed name appears in one dialogue of one split only. With
-    `lengthen` (the training split's own generator) stems get extra characters, drawn from it alone (sites.toml,
-    `train_extra_chars`). Even so, changing them changes the later splits: a name already taken is drawn
-    again from `rng`, and which names are taken changes with them.
+    `lengthen` (the training split's own generator) stems get extra pool characters, drawn from it alone, so
+    the splits made after this one come out exactly as without it (sites.toml, `train_extra_chars`).
     """
 
     def __init__(
@@ -70,7 +69,6 @@ class SitePool:
         compose = load("sites")["compose"]
         self._compose = compose
         self._stem_chars = list(dict.fromkeys(compose["stem_chars"]))
-        self._wide_chars = [char for char in dict.fromkeys(compose["train_wide_chars"]) if char not in self._stem_chars]
 
     def draw(self) -> Site:
         if self._rng.random() < self._compose["gazetteer_share"]:
@@ -102,18 +100,13 @@ class SitePool:
         return "".join(self._rng.choices(self._stem_chars, k=length))
 
     def _longer(self, stem: str) -> str:
-        """`stem` with extra characters at random places, still on this pool's side of the held-out split.
-
-        Each is a pool character, or in `train_wide_share` of them one of `train_wide_chars` (sites.toml).
-        """
+        """`stem` with extra pool characters at random places, still on this pool's side of the held-out split."""
         assert self._lengthen is not None
         rng, extra = self._lengthen, self._lengthen.choice(self._compose["train_extra_chars"])
-        wide = self._compose["train_wide_share"]
         while True:
             longer = stem
             for _ in range(extra):
                 at = rng.randint(0, len(longer))
-                chars = self._wide_chars if rng.random() < wide else self._stem_chars
-                longer = longer[:at] + rng.choice(chars) + longer[at:]
+                longer = longer[:at] + rng.choice(self._stem_chars) + longer[at:]
             if is_held_out_stem(longer) == self._held_out:
                 return longer
