@@ -52,8 +52,9 @@ class SitePool:
     """The sites of one split: a share of gazetteer names, the rest composed names never drawn before.
 
     `taken` is shared by all splits, so a composed name appears in one dialogue of one split only. With
-    `lengthen` (the training split's own generator) stems get extra pool characters, drawn from it alone, so
-    the splits made after this one come out exactly as without it (sites.toml, `train_extra_chars`).
+    `lengthen` (the training split's own generator) stems get extra pool characters, drawn from it alone
+    (sites.toml, `train_extra_chars`). Even so, changing them changes the later splits: a name already taken
+    is drawn again from `rng`, and which names are taken changes with them.
     """
 
     def __init__(
