@@ -19,6 +19,11 @@ image path are not numbers a report states. A report of a failed check quotes a 
 rest spells one of the turn's observed errors, whole — the verifier's rule again, where the model would
 otherwise retype a long file name or a list of sites from memory.
 
+A turn is about one site on one day (the agent refuses a request naming two sites, and every call of a turn
+in the data names the same ones): a quoted argument that a call earlier in the turn gave, and that its tool
+answered without an error, is repeated as given — where the model would otherwise look the name up again and
+could cut it (`济南历下`, then `济南历`).
+
 Between values a call follows its grammar: `, name='` for an argument of its tool not yet named, or `)` once
 its required arguments are in (a repeated keyword, or free text there, would not even parse).
 
@@ -32,9 +37,11 @@ import re
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any
 
-from agent.chatglm_format import Message
+from agent.chatglm_format import Message, ToolCall, parse_assistant
+from agent.errors import MalformedToolCall
 from agent.reports import error_of
 from prompts import load
 from tools.registry import Tool
@@ -142,7 +149,27 @@ class CallConstraint:
         numbers = Numbers(frozenset(n for text in observed for n in reported(text)), vocabulary) if observed else None
         errors = [error for text in observed if (error := error_text(text))]
         quoted = Quotes(errors, error_lead(), vocabulary) if errors else None
-        return ConversationConstraint(self, vocabulary, words, numbers, quoted)
+        given = self.given(turn)
+        repeated = {key: Rule((given[key[1]],)) for key, rule in self.rules.items() if rule.quoted and key[1] in given}
+        constraint = CallConstraint(self.arguments, {**self.rules, **repeated}) if repeated else self
+        return ConversationConstraint(constraint, vocabulary, words, numbers, quoted)
+
+    def given(self, turn: list[Message]) -> dict[str, bytes]:
+        """The quoted values of the turn's calls so far whose tool answered without an error, by argument."""
+        given: dict[str, bytes] = {}
+        for message, answer in pairwise(turn):
+            if message.role != "assistant" or answer.role != "observation" or error_text(answer.content.encode()):
+                continue
+            try:
+                call = parse_assistant(f"{message.metadata}\n{message.content}")
+            except MalformedToolCall:
+                continue
+            if isinstance(call, ToolCall):
+                for name, value in call.arguments.items():
+                    rule = self.rules.get((call.name, name))
+                    if rule is not None and rule.quoted and isinstance(value, str) and value:
+                        given.setdefault(name, value.encode("utf-8"))
+        return given
 
 
 def error_lead() -> bytes:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.call_constraint import CallConstraint, Vocabulary
-from agent.chatglm_format import Message
+from agent.call_constraint import CallConstraint, ConversationConstraint, Vocabulary
+from agent.chatglm_format import Message, ToolCall, call_message
 from agent.session import DEFAULT_MODEL
 from tools.catalog import derived_tools
 
@@ -277,3 +277,28 @@ def test_a_failed_checks_report_quotes_an_observed_error_whole(tokenizer):
     middle = allowed(lead + error[:-5])
     assert middle and all(error[-5:].encode().startswith(piece) for piece in middle)
     assert allowed(lead + error) == {b""}, "a whole error ends the report"
+
+
+def test_a_later_call_of_the_turn_repeats_the_quoted_values_an_answered_call_gave(tokenizer):
+    vocabulary = Vocabulary(tokenizer.token_bytes)
+    constraint = CallConstraint.of(derived_tools())
+    first = call_message(ToolCall("query_work_order", {"site": "济南历下", "check": "人数检测"}))
+    answered = [Message("user", "查查在济南历下工地人数嘛"), first, Message("observation", '{"expected_workers": 3}')]
+    failed = [*answered[:2], Message("observation", '{"error": "未找到站点“济南历下”"}')]
+
+    def row_after(messages: list[Message], written: str) -> ConversationConstraint:
+        row = constraint.for_conversation(messages, vocabulary)
+        for token in tokenizer.encode(written):
+            row.add(token)
+        return row
+
+    def allowed(messages: list[Message], written: str) -> list[bytes]:
+        return [vocabulary.token_bytes[token] for token in row_after(messages, written).allowed() or ()]
+
+    later = "count_people\n ```python\ntool_call(site='"
+    assert row_after(answered, later).span_starts() is None, "no spans to score: the value is given"
+    assert row_after(answered[:1], later).span_starts(), "spans are scored for a turn's first call"
+    assert all("济南历下".encode().startswith(piece) for piece in allowed(answered, later))
+    assert all(piece.startswith(b"'") for piece in allowed(answered, later + "济南历下")), "closes only when whole"
+    assert any(piece.startswith(b"'") for piece in allowed(failed, later + "济南历")), "an error frees the value"
+    assert any(piece.startswith(b"'") for piece in allowed(answered[:1], later + "济南历")), "a turn's first call"
