@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
 
-from agent.chatglm_format import Message, ToolCall, parse_assistant
+from agent.chatglm_format import Message, ToolCall, message_text, parse_assistant
 from agent.errors import MalformedToolCall
 from agent.reports import error_of
 from prompts import load
@@ -161,7 +161,7 @@ class CallConstraint:
             if message.role != "assistant" or answer.role != "observation" or error_text(answer.content.encode()):
                 continue
             try:
-                call = parse_assistant(f"{message.metadata}\n{message.content}")
+                call = parse_assistant(message_text(message))
             except MalformedToolCall:
                 continue
             if isinstance(call, ToolCall):

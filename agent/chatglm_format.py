@@ -76,6 +76,11 @@ def call_message(call: ToolCall, loss: bool = False) -> Message:
     return Message("assistant", render_call(call.arguments), metadata=call.name, loss=loss)
 
 
+def message_text(message: Message) -> str:
+    """A message's text after its role token: metadata, newline, content (what `parse_assistant` reads)."""
+    return f"{message.metadata}\n{message.content}"
+
+
 def observation_message(result: Any) -> Message:
     return Message("observation", render_observation(result))
 

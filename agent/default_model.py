@@ -17,7 +17,7 @@ from typing import Any
 from rich.console import Console
 
 from agent import train_log
-from agent.chatglm_format import Encoded, dialogue_messages, read_dialogues
+from agent.chatglm_format import Encoded, dialogue_messages, message_text, read_dialogues
 from agent.prompting import Prompting
 from agent.stand_ins import STAND_INS, Practice
 from agent.tokenizer import GLMTokenizer
@@ -73,7 +73,7 @@ def corpus_texts(train_file: Path) -> list[str]:
     texts: dict[str, None] = {}
     for dialogue in read_dialogues(train_file):
         for message in dialogue_messages(dialogue):
-            texts.setdefault(f"{message.metadata}\n{message.content}")
+            texts.setdefault(message_text(message))
     return list(texts)
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.backend import ModelBackend
-from agent.chatglm_format import Message, ToolCall, dialogue_messages, parse_assistant, read_dialogues
+from agent.chatglm_format import Message, ToolCall, dialogue_messages, message_text, parse_assistant, read_dialogues
 from agent.errors import MalformedToolCall
 from prompts import load
 
@@ -59,7 +59,7 @@ def items_of(path: Path, tools_in_system: bool = True) -> list[Item]:
         for index, message in enumerate(messages):
             if message.role != "assistant":
                 continue
-            gold = parse_assistant(f"{message.metadata}\n{message.content}")
+            gold = parse_assistant(message_text(message))
             history = messages[:index]
             items.append(Item(history, gold, step_of(history, gold), noise))
     return items
