@@ -8,7 +8,11 @@ string argument is held to what the tool's schema allows:
   conversation. Greedy decoding would commit to the span's first character alone, and a small model often
   starts one character late (`庄500kV变电站` for `峰庄500kV变电站`); so at the opening quote the backend
   scores whole spans instead (`span_starts`, then `follow` the most likely one: the model's own
-  probability of the span and of the closing quote after it) and the value is written in one go.
+  probability of the span and of the closing quote after it) and the value is written in one go. A site
+argument knows the database's sites: where some of the scored spans name exactly one of them (the site
+resolver's name, alias or normalised form, not its fuzzy match), the best of those is written — the model
+often stops a name at a character it rarely saw inside one (`济南历` for `济南历下`), and a span the
+database knows is what the inspector most likely said.
 
 A report (a plain message after the turn's observations) is held to the verifier's rule as it is written:
 a run of digits may only spell a number the turn's observations report — a count (a JSON number) or a
@@ -35,7 +39,7 @@ included.
 import json
 import re
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
@@ -45,6 +49,7 @@ from agent.errors import MalformedToolCall
 from agent.reports import error_of
 from prompts import load
 from tools.registry import Tool
+from tools.sites import normalise
 
 _TOOL_NAME = re.compile(rb"\s*([A-Za-z_]\w*)\s*\n")
 _NAMED = re.compile(rb"(?:\(|,)\s*(\w+)\s*=")
@@ -57,10 +62,14 @@ SPAN_BYTES = 96  # the longest quoted value considered: 32 Chinese characters
 
 @dataclass(frozen=True)
 class Rule:
-    """What one argument's value may be: one of `enum`, or (`quoted`) a span of the inspector's words."""
+    """What one argument's value may be: one of `enum`, or (`quoted`) a span of the inspector's words.
+
+    `registered`: the normalised names (tools/sites.py) that name one site each, for a site argument.
+    """
 
     enum: tuple[bytes, ...] = ()
     quoted: bool = False
+    registered: frozenset[str] = frozenset()
 
 
 class Vocabulary:
@@ -117,6 +126,36 @@ class Vocabulary:
         }
 
 
+@dataclass(frozen=True)
+class Span:
+    """A candidate quoted value: its bytes and ids, the model's log-probability of it and of the closing quote
+    after it (`raw`), and that plus the span bonus (`score`)."""
+
+    text: bytes
+    ids: list[int]
+    raw: float
+    score: float
+
+
+def choose_span(spans: list[Span], registered: Callable[[bytes], bool]) -> Span:
+    """The best-scoring span, unless it names no site of the database and a span that names one is at hand:
+
+    - inside a longer span that names a site (the model stopped early or started late: `济南历` in
+      `济南历下`), the best such span is taken;
+    - around a shorter span that names a site and that the model alone finds likelier (the bonus took the
+      words after the name in: `济南2024-05-32` around `济南`), the best such span is taken.
+
+    A span that names no site stays where neither holds (`青岛市`, which the model reads as a whole, around the
+    site `青岛`): an unknown or ambiguous name goes to the tool as said, which answers with the candidates.
+    """
+    best = max(spans, key=lambda span: span.score)
+    if registered(best.text):
+        return best
+    wider = [s for s in spans if best.text in s.text and len(s.text) > len(best.text) and registered(s.text)]
+    narrower = [s for s in spans if s.text in best.text and s.raw > best.raw and registered(s.text)]
+    return max(wider or narrower or [best], key=lambda span: span.score)
+
+
 class CallConstraint:
     """Every tool's arguments (all, and the required ones), and the rules of their values by (tool, argument)."""
 
@@ -129,7 +168,8 @@ class CallConstraint:
         self.rules = rules
 
     @classmethod
-    def of(cls, tools: Iterable[Tool]) -> "CallConstraint":
+    def of(cls, tools: Iterable[Tool], sites: frozenset[str] = frozenset()) -> "CallConstraint":
+        """The rules of `tools`' arguments; `sites`: the unambiguous names of the database's sites."""
         arguments, rules = {}, {}
         for tool in tools:
             parameters = tool.description["parameters"]
@@ -138,11 +178,17 @@ class CallConstraint:
             for name, schema in parameters["properties"].items():
                 enum = tuple(str(value).encode("utf-8") for value in schema.get("enum", ()))
                 if enum or name in tool.quoted:
-                    rules[tool.name, name] = Rule(enum, name in tool.quoted)
+                    registered = sites if name in tool.sites else frozenset()
+                    rules[tool.name, name] = Rule(enum, name in tool.quoted, registered)
         return cls(arguments, rules)
 
-    def for_conversation(self, messages: list[Message], vocabulary: Vocabulary) -> "ConversationConstraint":
-        """The constraint on the next assistant message of a conversation."""
+    def for_conversation(
+        self, messages: list[Message], vocabulary: Vocabulary, restore: Callable[[str], str] = str
+    ) -> "ConversationConstraint":
+        """The constraint on the next assistant message of a conversation.
+
+        `restore` gives a span of the messages its own characters back (the backend's stand-ins).
+        """
         words = [m.content.encode("utf-8") for m in messages if m.role == "user"]
         turn = messages[max((i for i, m in enumerate(messages) if m.role == "user"), default=-1) + 1 :]
         observed = [m.content.encode("utf-8") for m in turn if m.role == "observation"]
@@ -152,7 +198,7 @@ class CallConstraint:
         given = self.given(turn)
         repeated = {key: Rule((given[key[1]],)) for key, rule in self.rules.items() if rule.quoted and key[1] in given}
         constraint = CallConstraint(self.arguments, {**self.rules, **repeated}) if repeated else self
-        return ConversationConstraint(constraint, vocabulary, words, numbers, quoted)
+        return ConversationConstraint(constraint, vocabulary, words, numbers, quoted, restore)
 
     def given(self, turn: list[Message]) -> dict[str, bytes]:
         """The quoted values of the turn's calls so far whose tool answered without an error, by argument."""
@@ -270,6 +316,7 @@ class ConversationConstraint:
         words: list[bytes],
         numbers: Numbers | None = None,
         quoted: Quotes | None = None,
+        restore: Callable[[str], str] = str,
     ) -> None:
         self.arguments = constraint.arguments
         self.rules = constraint.rules
@@ -277,6 +324,7 @@ class ConversationConstraint:
         self.words = words
         self.numbers = numbers
         self.quoted = quoted
+        self.restore = restore
         self.written = bytearray()
         self._cache: dict[tuple[Rule, bytes], list[int] | None] = {}
         self._between: dict[tuple[str, frozenset[str], bytes, bool], list[int] | None] = {}
@@ -297,6 +345,12 @@ class ConversationConstraint:
         if state is None or self._plan or self._closing or not state[0].quoted or state[1]:
             return None
         return [rest[:SPAN_BYTES].decode("utf-8", "ignore").encode("utf-8") for rest in self._rests(*state)]
+
+    def registered(self, span: bytes) -> bool:
+        """Whether `span`, as the value being opened, names exactly one of the database's sites."""
+        state = self._state()
+        forms = state[0].registered if state else frozenset()
+        return bool(forms) and normalise(self.restore(span.decode("utf-8"))) in forms
 
     def follow(self, tokens: list[int]) -> None:
         """Write `tokens` next, then close the value (the model picks the closing piece)."""

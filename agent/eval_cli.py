@@ -25,6 +25,9 @@ def evaluate(
     free: Annotated[
         bool, typer.Option("--free", help="Decode calls unconstrained: the model alone, without the tools' schemas.")
     ] = False,
+    db: Annotated[
+        Path | None, typer.Option(help="A work-order database whose sites decoding knows, as chat, run and replay do.")
+    ] = None,
 ) -> None:
     """Score tool calls (BFCL-style), replies and reports teacher-forced; time each step unbatched."""
     if split not in SPLITS:
@@ -45,6 +48,7 @@ def evaluate(
         latency_samples=latency_samples,
         device=device,
         constrained=not free,
+        database=db,
     )
 
 
@@ -60,8 +64,12 @@ def run_evaluation(
     latency_samples: int = 50,
     device: str = "auto",
     constrained: bool = True,
+    database: Path | None = None,
 ) -> dict[str, Any]:
-    """Evaluate on the dialogues of `path`; writes `eval.json` and `eval.md` into `out` and prints the table."""
+    """Evaluate on the dialogues of `path`; writes `eval.json` and `eval.md` into `out` and prints the table.
+
+    With a `database`, constrained decoding knows its sites (agent/call_constraint.py, `choose_span`).
+    """
     from rich.console import Console
 
     from agent import evaluate as ev
@@ -70,7 +78,9 @@ def run_evaluation(
     from agent.glm_backend import GLMBackend
     from agent.loading import LoadOptions
     from agent.prompting import Prompting
+    from agent.session import registered_sites
     from tools.catalog import derived_tools
+    from tools.sites import unambiguous_names
 
     items = ev.items_of(path, Prompting.of(prefix or model).tools_in_system)[: limit or None]
     console = Console()
@@ -83,9 +93,11 @@ def run_evaluation(
         "split": path.stem,
         "items": len(items),
         "decoding": decoding,
+        "database": database and str(database),
         "variants": {},
     }
-    constraint = CallConstraint.of(derived_tools()) if constrained else None
+    sites = unambiguous_names(registered_sites(database)) if database else frozenset()
+    constraint = CallConstraint.of(derived_tools(), sites) if constrained else None
     for name, adapter in variants:
         options = LoadOptions(device=device, prefix=adapter)  # type: ignore[arg-type]
         backend = GLMBackend.load(model, options, constraint)

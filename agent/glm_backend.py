@@ -10,16 +10,17 @@ is position 0, whatever the padding.
 """
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agent import kv
 from agent.backend import Generation, ModelBackend, StopReason
-from agent.call_constraint import CallConstraint, ConversationConstraint, Vocabulary
+from agent.call_constraint import CallConstraint, ConversationConstraint, Span, Vocabulary, choose_span
 from agent.chatglm_format import Message, encode_message, encode_prompt
 from agent.errors import UserError
 from agent.prompting import Prompting
-from agent.stand_ins import aliases
+from agent.stand_ins import Aliases, aliases
 from agent.tokenizer import GLMTokenizer
 from agent.torch_compat import ensure_torchvision
 
@@ -115,7 +116,7 @@ class GLMBackend(ModelBackend):
         batch = len(prompts)
         tokens: list[list[int]] = [[] for _ in prompts]
         stops: list[StopReason | None] = [None] * batch
-        rows = self._constraints(conversations)
+        rows = self._constraints(conversations, hidden)
         cache = output.past_key_values
         logits = output.logits[:, -1]
         masks = Masks(logits)
@@ -173,10 +174,13 @@ class GLMBackend(ModelBackend):
         )
         return output, attention, positions[:, -1:]
 
-    def _constraints(self, conversations: list[list[Message]]) -> list[ConversationConstraint]:
+    def _constraints(self, conversations: list[list[Message]], hidden: list[Aliases]) -> list[ConversationConstraint]:
         if self.constraint is None or self._vocabulary is None:
             return []
-        return [self.constraint.for_conversation(messages, self._vocabulary) for messages in conversations]
+        return [
+            self.constraint.for_conversation(messages, self._vocabulary, alias.restore)
+            for messages, alias in zip(conversations, hidden, strict=True)
+        ]
 
     def _constrain(
         self,
@@ -195,34 +199,35 @@ class GLMBackend(ModelBackend):
                 continue
             starts = constraint.span_starts()
             if starts:
-                constraint.follow(self._best_span(starts, logits[row], row, *state))
+                constraint.follow(self._best_span(starts, logits[row], row, state, constraint.registered))
             allowed = constraint.allowed()
             if allowed is not None:
                 logits[row] += masks.of(row, allowed)
         return logits
 
     def _best_span(
-        self, starts: list[bytes], first: Any, row: int, cache: Any, attention: Any, position: Any
+        self, starts: list[bytes], first: Any, row: int, state: tuple[Any, ...], registered: Callable[[bytes], bool]
     ) -> list[int]:
         """The ids of the best quoted value among the spans that begin with one of `starts`.
 
         A span scores its log-probability plus `span_bonus` per character: a small model copies each further
         character of a name with less than certainty, so its raw scores favour spans that start late or
-        stop early; the bonus, tuned on the model's dev split, evens that out.
+        stop early; the bonus, tuned on the model's dev split, evens that out. The database's sites
+        (`registered`) have the last word (`choose_span`).
         """
-        spelt, scores = self._span_scores(starts, first, row, cache, attention, position)
+        spelt, scores = self._span_scores(starts, first, row, *state)
         token_bytes = self.tokenizer.token_bytes
-        best: tuple[float, list[int]] = (float("-inf"), spelt[0][:1])
+        spans: list[Span] = []
         for index, span in enumerate(spelt):
             for size in range(1, len(span) + 1):
+                text = b"".join(token_bytes[t] for t in span[:size])
                 try:
-                    characters = len(b"".join(token_bytes[t] for t in span[:size]).decode("utf-8"))
+                    characters = len(text.decode("utf-8"))
                 except UnicodeDecodeError:
                     continue  # a span ends on whole characters only
-                score = float(scores[index, size - 1]) + self.span_bonus * characters
-                if score > best[0]:
-                    best = (score, span[:size])
-        return best[1]
+                raw = float(scores[index, size - 1])
+                spans.append(Span(text, span[:size], raw, raw + self.span_bonus * characters))
+        return choose_span(spans, registered).ids if spans else spelt[0][:1]
 
     def _span_scores(
         self, starts: list[bytes], first: Any, row: int, cache: Any, attention: Any, position: Any

@@ -6,6 +6,7 @@
 import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from agent.chatglm_format import encode_prompt, tools_message
 from agent.memory import Memory
@@ -13,6 +14,9 @@ from agent.prompting import Prompting
 from agent.state_machine import Agent, Observer
 from prompts import load
 from tools.context import DEFAULT_DETECTOR, DEMO_DATABASE, REPO
+
+if TYPE_CHECKING:
+    from tools.sites import Site
 
 DEFAULT_MODEL = REPO / "models" / "default"
 
@@ -42,11 +46,15 @@ def today_for(options: SessionOptions) -> tuple[dt.date, str]:
     return dt.date.today(), "calendar"
 
 
-def site_mentions(database: Path) -> "SiteMentions":
+def registered_sites(database: Path) -> list["Site"]:
     from tools import db
 
     with db.reading(database) as connection:
-        return SiteMentions({name: site.name for site in db.sites(connection) for name in site.names if len(name) > 1})
+        return db.sites(connection)
+
+
+def site_mentions(sites: list["Site"]) -> "SiteMentions":
+    return SiteMentions({name: site.name for site in sites for name in site.names if len(name) > 1})
 
 
 @dataclass(frozen=True)
@@ -76,6 +84,7 @@ def open_agent(options: SessionOptions, observer: Observer = lambda kind, payloa
     from agent.loading import LoadOptions
     from tools.catalog import build_registry
     from tools.context import ToolContext
+    from tools.sites import unambiguous_names
 
     load_options = LoadOptions(device=options.device, prefix=options.prefix)  # type: ignore[arg-type]
     day, _ = today_for(options)
@@ -87,7 +96,9 @@ def open_agent(options: SessionOptions, observer: Observer = lambda kind, payloa
         today=lambda: day,
     )
     registry = build_registry(context)
-    backend = GLMBackend.load(options.model, load_options, CallConstraint.of(registry.tools()))
+    sites = registered_sites(options.database)
+    constraint = CallConstraint.of(registry.tools(), unambiguous_names(sites))
+    backend = GLMBackend.load(options.model, load_options, constraint)
     budget = backend.context - load("agent")["limits"]["max_new_tokens"]
     prompting = Prompting.of(options.prefix or options.model)
     memory = Memory(
@@ -95,4 +106,4 @@ def open_agent(options: SessionOptions, observer: Observer = lambda kind, payloa
         lambda messages: len(encode_prompt(backend.tokenizer, messages)),
         budget,
     )
-    return Agent(backend, registry, memory, sites_in=site_mentions(options.database), observer=observer)
+    return Agent(backend, registry, memory, sites_in=site_mentions(sites), observer=observer)

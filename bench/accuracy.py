@@ -3,6 +3,7 @@
     .venv/bin/python bench/accuracy.py                                  # the shipped default
     .venv/bin/python bench/accuracy.py --model BASE --prefix ADAPTER    # before / after a P-tuning v2 prefix
     .venv/bin/python bench/accuracy.py --free                           # the model alone, calls unconstrained
+    .venv/bin/python bench/accuracy.py --known-sites                    # decoding knows the sites, as chat does
 
 Each split is scored as `inspector eval` scores it (teacher-forced: the model writes every assistant message
 after the gold history; calls checked BFCL-style, reports exactly and for fidelity), which also writes its
@@ -10,13 +11,17 @@ eval.json and eval.md beside the JSON (`<out without .json>/<split>/`). With --p
 without and with the prefix; the shipped default is trained directly and has none.
 """
 
+import csv
+import re
 from pathlib import Path
 from typing import Any
 
 from common import DATA, guarded, machine, parser, save, show, split_file
 
+from agent.chatglm_format import read_dialogues
 from agent.eval_report import ROWS
 from agent.session import DEFAULT_MODEL
+from prompts import load
 
 SPLITS = ("test_seen", "test_unseen")
 
@@ -45,6 +50,33 @@ def rows(results: dict[str, dict[str, Any]]) -> list[tuple[str, ...]]:
     return table
 
 
+def split_database(data: Path, split: str, out: Path) -> Path:
+    """A work-order database of the sites a split's tools know, as a deployment's database holds every site its
+    inspectors name: the sites its observations resolved (`site`) and those an ambiguous name's error lists.
+    A name the split only heard (an unknown site) is not in it."""
+    from tools import db
+    from tools.imports import import_sites
+
+    ambiguous = re.compile(load("observations")["errors"]["ambiguous_site"].format(site=".*", candidates="(.*)"))
+    names: set[str] = set()
+    for dialogue in read_dialogues(split_file(data, split)):
+        for turn in dialogue.conversations:
+            observation = turn.observation if turn.role == "tool" else None
+            if isinstance(observation, dict) and "site" in observation:
+                names.add(observation["site"])
+            elif isinstance(observation, dict) and (listed := ambiguous.fullmatch(str(observation.get("error")))):
+                names.update(listed.group(1).split("、"))
+    folder = out / split
+    folder.mkdir(parents=True, exist_ok=True)
+    sites, database = folder / "sites.csv", folder / "sites.sqlite"
+    with sites.open("w", newline="", encoding="utf-8") as file:
+        csv.writer(file).writerows([("name", "region", "aliases"), *((name, "", "") for name in sorted(names))])
+    database.unlink(missing_ok=True)
+    db.init(database)
+    import_sites(database, sites)
+    return database
+
+
 def main() -> None:
     parser_ = parser(__doc__, "accuracy")
     parser_.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="model folder")
@@ -54,21 +86,26 @@ def main() -> None:
     parser_.add_argument("--limit", type=int, help="score only the first N items of each split")
     parser_.add_argument("--latency-samples", type=int, default=50, help="unbatched timings per step (eval.md)")
     parser_.add_argument("--free", action="store_true", help="decode calls without the tools' schemas")
+    parser_.add_argument(
+        "--known-sites", action="store_true", help="decode with a database of the sites each split's tools resolved"
+    )
     arguments = parser_.parse_args()
 
     from agent.eval_cli import run_evaluation
 
     where = machine()
+    folder = arguments.out.with_suffix("")
     results = {
         split: run_evaluation(
             arguments.model,
             split_file(arguments.data, split),
-            arguments.out.with_suffix("") / split,
+            folder / split,
             prefix=arguments.prefix,
             compare=arguments.prefix is not None,
             limit=arguments.limit,
             latency_samples=arguments.latency_samples,
             constrained=not arguments.free,
+            database=split_database(arguments.data, split, folder) if arguments.known_sites else None,
         )
         for split in arguments.splits
     }
@@ -76,7 +113,8 @@ def main() -> None:
     show(
         f"accuracy of {arguments.model}"
         + (f" + {arguments.prefix}" if arguments.prefix else "")
-        + (", free decoding" if arguments.free else ", constrained decoding"),
+        + (", free decoding" if arguments.free else ", constrained decoding")
+        + (", the splits' sites known" if arguments.known_sites else ""),
         ("", *columns),
         rows(results),
     )
@@ -86,6 +124,7 @@ def main() -> None:
             "model": str(arguments.model),
             "prefix": arguments.prefix and str(arguments.prefix),
             "decoding": "free" if arguments.free else "constrained",
+            "known_sites": arguments.known_sites,
             "splits": results,
         },
         arguments.out,

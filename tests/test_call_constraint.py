@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.call_constraint import CallConstraint, ConversationConstraint, Vocabulary
+from agent.call_constraint import CallConstraint, ConversationConstraint, Span, Vocabulary, choose_span
 from agent.chatglm_format import Message, ToolCall, call_message
 from agent.session import DEFAULT_MODEL
 from tools.catalog import derived_tools
@@ -110,6 +110,9 @@ def test_the_quoted_arguments_come_from_the_catalogs_types():
     assert rules["query_work_order", "site"].quoted and rules["count_people", "date"].quoted
     assert rules["query_work_order", "check"].enum == tuple(v.encode() for v in ("人数检测", "安全检查", "设备检查"))
     assert ("count_people", "image") not in rules
+    assert {tool.name: tool.sites for tool in derived_tools()} == dict.fromkeys(
+        ("query_work_order", "count_people", "check_helmets", "check_equipment"), frozenset({"site"})
+    )
     assert "Quoted" not in str([tool.description for tool in derived_tools()]), "the schemas the model sees"
 
 
@@ -186,7 +189,12 @@ def test_span_scores_are_the_models_probabilities_of_whole_spans(small_tokenizer
     with torch.inference_mode():
         output, attention, position = backend._prefill(prompts, [])
         for row, prompt in enumerate(prompts):
-            state = (output.logits[row, -1].clone(), row, output.past_key_values, attention, position)
+            first = output.logits[row, -1].clone()
+            state = (first, row, output.past_key_values, attention, position)
+
+            def best(registered=lambda text: False, first=first, row=row, cache=state[2:]) -> str:
+                return small_tokenizer.decode(backend._best_span(starts, first, row, cache, registered))
+
             spelt, scores = backend._span_scores(starts, *state)
             assert sorted(map(tuple, spelt)) == sorted(tuple(backend._spell(s)) for s in starts)
             spans = {}
@@ -194,11 +202,11 @@ def test_span_scores_are_the_models_probabilities_of_whole_spans(small_tokenizer
                 for size in range(1, len(span) + 1):
                     spans[tuple(span[:size])] = expected = score(prompt, span[:size])
                     assert abs(float(scores[index, size - 1]) - expected) < 1e-4
-            assert tuple(backend._best_span(starts, *state)) == max(spans, key=spans.__getitem__)
+            assert best() == small_tokenizer.decode(max(spans, key=spans.__getitem__))
             for bonus in (50.0, -50.0):
                 backend.span_bonus = bonus  # per character: the longest span wins, or a one-character one
-                best = small_tokenizer.decode(backend._best_span(starts, *state))
-                assert len(best) == (len(words) if bonus > 0 else 1)
+                assert len(best()) == (len(words) if bonus > 0 else 1)
+            assert best(lambda text: text == "济南工地".encode()) == "济南工地", "a wider site of the database"
             backend.span_bonus = 0.0
 
 
@@ -302,3 +310,48 @@ def test_a_later_call_of_the_turn_repeats_the_quoted_values_an_answered_call_gav
     assert all(piece.startswith(b"'") for piece in allowed(answered, later + "济南历下")), "closes only when whole"
     assert any(piece.startswith(b"'") for piece in allowed(failed, later + "济南历")), "an error frees the value"
     assert any(piece.startswith(b"'") for piece in allowed(answered[:1], later + "济南历")), "a turn's first call"
+
+
+def spans(*scored: tuple[str, float, float]) -> list[Span]:
+    return [Span(text.encode(), [], raw, score) for text, raw, score in scored]
+
+
+def test_a_span_stopping_inside_a_site_of_the_database_takes_the_whole_name():
+    found = spans(
+        ("济南历", -0.04, 4.46), ("济南历下", -12.1, -6.1), ("济南", -7.6, -4.6), ("济南历下工地", -14.0, -5.0)
+    )
+    assert choose_span(found, {"济南历下".encode(), "济南历下工地".encode(), "济南".encode()}.__contains__).text == (
+        "济南历下工地".encode()
+    ), "the best-scoring of the wider sites"
+
+
+def test_a_span_running_past_a_site_the_model_reads_alone_gives_way_to_it():
+    found = spans(("济南2024-05-32", -8.9, 9.1), ("济南", -0.01, 2.99), ("2024-05-32", -0.02, 14.98))
+    assert choose_span(found[:2], {"济南".encode()}.__contains__).text == "济南".encode()
+
+
+def test_a_name_the_model_reads_whole_stays_though_a_site_lies_inside_it():
+    found = spans(("青岛市", -0.02, 4.48), ("青岛", -7.27, -4.27))
+    assert choose_span(found, {"青岛".encode()}.__contains__).text == "青岛市".encode(), "the tool lists candidates"
+    assert choose_span(found, lambda text: False).text == "青岛市".encode()
+    best = spans(("济南", -0.5, 2.5), ("济南历下", -9.0, -3.0))
+    assert choose_span(best, lambda text: True).text == "济南".encode(), "a site that the database knows stays"
+
+
+def test_a_site_argument_knows_the_databases_sites_through_stand_ins(small_tokenizer):
+    from tools.sites import Site, unambiguous_names
+
+    sites = [Site(1, "济南历下工地", "", ()), Site(2, "济南工地", "", ("济南",)), Site(3, "济南站", "", ())]
+    names = unambiguous_names(sites)
+    assert names == {"济南历下"}, "济南 names two sites once normalised (济南工地, 济南站)"
+    constraint = CallConstraint.of(derived_tools(), names)
+    assert constraint.rules["count_people", "site"].registered == names
+    assert not constraint.rules["count_people", "date"].registered
+    row = constraint.for_conversation(
+        [Message("user", "查\ue000南历下")],
+        Vocabulary(small_tokenizer.token_bytes),
+        lambda t: t.replace("\ue000", "济"),
+    )
+    for token in small_tokenizer.encode(CALL + "site='"):
+        row.add(token)
+    assert row.registered("\ue000南历下".encode()) and not row.registered("\ue000南历".encode())

@@ -2,7 +2,7 @@
 
 import datetime as dt
 
-from agent.session import SessionOptions, SiteMentions, site_mentions, today_for
+from agent.session import SessionOptions, SiteMentions, registered_sites, site_mentions, today_for
 from tools import db
 
 
@@ -23,6 +23,6 @@ def test_site_mentions_keep_the_longest_names():
 
 
 def test_demo_database_mentions():
-    mentions = site_mentions(SessionOptions().database)
+    mentions = site_mentions(registered_sites(SessionOptions().database))
     assert mentions("查查在济南工地人数嘛") == ["济南工地"]
     assert len(mentions("对比青岛工地和烟台工地的出勤")) == 2

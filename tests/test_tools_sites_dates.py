@@ -5,7 +5,7 @@ import pytest
 from prompts import load
 from tools.dates import resolve_date
 from tools.observations import Failure
-from tools.sites import Site, normalise, resolve_site
+from tools.sites import Site, normalise, resolve_site, unambiguous_names
 
 TODAY = dt.date(2024, 5, 10)
 SITES = [
@@ -100,3 +100,12 @@ def test_an_unknown_site_says_so(query):
     with pytest.raises(Failure) as caught:
         resolve_site(query, SITES)
     assert caught.value.observation()["error"] == f"未找到站点“{query}”"
+
+
+def test_each_unambiguous_name_resolves_to_its_one_site():
+    names = unambiguous_names(SITES)
+    assert {"济南", "济南历下", "历城", "青岛", "青岛港110kv变电"} <= names
+    for name in names:
+        assert name in map(normalise, resolve_site(name, SITES).names)
+    shared = [Site(1, "济南工地", "", ()), Site(2, "济南站", "", ())]
+    assert unambiguous_names(shared) == frozenset(), "济南 is both once normalised"

@@ -15,8 +15,8 @@ from tools.context import ToolContext
 from tools.observations import Observation
 from tools.registry import Quoted, Registry, Tool, derive
 
-Site = Annotated[str, Field(description="站点名称"), Quoted()]
-OptionalSite = Annotated[str | None, Field(description="站点名称"), Quoted()]
+Site = Annotated[str, Field(description="站点名称"), Quoted(site=True)]
+OptionalSite = Annotated[str | None, Field(description="站点名称"), Quoted(site=True)]
 Date = Annotated[str | None, Field(description="日期, 如 今天、5月3日, 默认今天"), Quoted()]
 ImageDate = Annotated[str | None, Field(description="日期, 取当天及之前最新的图像, 默认最新"), Quoted()]
 Image = Annotated[str | None, Field(description="图像路径, 代替站点和日期")]

@@ -4,7 +4,8 @@ A tool is a function `tool(context, arg: Type = default, ...) -> dict` with a do
 model (pydantic) and its description (`name`, `description`, `parameters` as JSON Schema) are derived from
 the signature and the docstring's first paragraph; parameter descriptions come from
 `Annotated[T, Field(description=...)]`; a `Quoted()` in the same `Annotated` marks an argument whose value
-the model copies verbatim from the inspector's words (agent/call_constraint.py holds decoding to it). The
+the model copies verbatim from the inspector's words (agent/call_constraint.py holds decoding to it), and a
+`Quoted(site=True)` one that names a site of the database (decoding prefers a span that names one). The
 agent calls tools only through `Registry.call`, which always returns an observation, never raises for a bad
 call.
 """
@@ -28,7 +29,12 @@ _RUNTIME_ERRORS = (InspectorError, OSError, sqlite3.Error)
 
 @dataclass(frozen=True)
 class Quoted:
-    """Marks a string argument whose value is quoted verbatim from the inspector's words (a site, a date)."""
+    """Marks a string argument whose value is quoted verbatim from the inspector's words (a site, a date).
+
+    `site`: the value names a site of the database.
+    """
+
+    site: bool = False
 
 
 @dataclass(frozen=True)
@@ -38,6 +44,7 @@ class Tool:
     arguments: type[BaseModel]
     description: dict[str, Any]
     quoted: frozenset[str] = frozenset()
+    sites: frozenset[str] = frozenset()  # the quoted arguments that name a site
 
 
 def derive(function: ToolFunction) -> Tool:
@@ -55,8 +62,9 @@ def derive(function: ToolFunction) -> Tool:
     arguments = create_model(function.__name__, __config__=ConfigDict(extra="forbid"), **fields)
     summary = " ".join(doc.split("\n\n")[0].split())
     description = {"name": function.__name__, "description": summary, "parameters": _parameters(arguments)}
-    quoted = frozenset(p.name for p in parameters if any(isinstance(m, Quoted) for m in _metadata(p.annotation)))
-    return Tool(function.__name__, function, arguments, description, quoted)
+    marks = {p.name: m for p in parameters for m in _metadata(p.annotation) if isinstance(m, Quoted)}
+    sites = frozenset(name for name, mark in marks.items() if mark.site)
+    return Tool(function.__name__, function, arguments, description, frozenset(marks), sites)
 
 
 def _metadata(annotation: Any) -> tuple[Any, ...]:

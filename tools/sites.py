@@ -52,6 +52,15 @@ def _fuzzy(query: str, sites: list[Site]) -> list[Site]:
     return found
 
 
+def unambiguous_names(sites: Iterable[Site]) -> frozenset[str]:
+    """The normalised names and aliases that each name one site: a query normalising to one resolves to it."""
+    owners: dict[str, set[int]] = {}
+    for site in sites:
+        for name in site.names:
+            owners.setdefault(normalise(name), set()).add(site.id)
+    return frozenset(form for form, ids in owners.items() if len(ids) == 1)
+
+
 def resolve_site(query: str, sites: Iterable[Site]) -> Site:
     """The one site `query` names; raises Failure(unknown_site) or Failure(ambiguous_site)."""
     sites = list(sites)
