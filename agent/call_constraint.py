@@ -9,10 +9,10 @@ string argument is held to what the tool's schema allows:
   starts one character late (`庄500kV变电站` for `峰庄500kV变电站`); so at the opening quote the backend
   scores whole spans instead (`span_starts`, then `follow` the most likely one: the model's own
   probability of the span and of the closing quote after it) and the value is written in one go. A site
-argument knows the database's sites: where some of the scored spans name exactly one of them (the site
-resolver's name, alias or normalised form, not its fuzzy match), the best of those is written — the model
-often stops a name at a character it rarely saw inside one (`济南历` for `济南历下`), and a span the
-database knows is what the inspector most likely said.
+argument knows the database's sites (the names that each name one site: the resolver's name, alias or
+normalised form, not its fuzzy match): a best span that names none gives way to one that does and that
+contains it (the model stopped early: `济南历` for `济南历下`) or lies inside it and is likelier to the model
+alone (`济南` in `济南2024-05-32`); see `choose_span`.
 
 A report (a plain message after the turn's observations) is held to the verifier's rule as it is written:
 a run of digits may only spell a number the turn's observations report — a count (a JSON number) or a
@@ -151,7 +151,7 @@ def choose_span(spans: list[Span], registered: Callable[[bytes], bool]) -> Span:
     best = max(spans, key=lambda span: span.score)
     if registered(best.text):
         return best
-    wider = [s for s in spans if best.text in s.text and len(s.text) > len(best.text) and registered(s.text)]
+    wider = [s for s in spans if best.text in s.text and registered(s.text)]  # registered, so not `best` itself
     narrower = [s for s in spans if s.text in best.text and s.raw > best.raw and registered(s.text)]
     return max(wider or narrower or [best], key=lambda span: span.score)
 
