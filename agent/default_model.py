@@ -10,6 +10,7 @@ accuracy targets).
 import json
 import random
 import shutil
+import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -18,12 +19,14 @@ from rich.console import Console
 
 from agent import train_log
 from agent.chatglm_format import Encoded, dialogue_messages, message_text, read_dialogues
+from agent.machine import build_machine
 from agent.prompting import Prompting
 from agent.stand_ins import STAND_INS, Practice
 from agent.tokenizer import GLMTokenizer
 from agent.train_config import TrainConfig
 
 RECIPE_FILE = "recipe.json"
+BUILD_FILE = "build.json"  # where it was built (agent/machine.py) and this run's wall-clock minutes
 RECOUNT_DIR = "recount_phase"
 RECOUNT_LOG = "recount_log.jsonl"
 
@@ -155,6 +158,7 @@ def build(out: Path, recipe: Recipe, work: Path, console: Console | None = None)
     from agent.trainer import Trainer
     from training_data.generate import generate_splits
 
+    started = time.perf_counter()
     console = console or Console()
     torch.set_num_threads(recipe.threads)
     data = work / "data"
@@ -201,4 +205,7 @@ def build(out: Path, recipe: Recipe, work: Path, console: Console | None = None)
     shutil.copy(work / RECOUNT_DIR / train_log.LOG_FILE, out / RECOUNT_LOG)
     replace(Prompting.of(out), stand_ins=STAND_INS, span_bonus=recipe.span_bonus).save(out)
     (out / RECIPE_FILE).write_text(json.dumps(asdict(recipe), indent=2) + "\n", encoding="utf-8")
+    built = {**build_machine(), "minutes": round((time.perf_counter() - started) / 60, 1)}
+    (out / BUILD_FILE).write_text(json.dumps(built, indent=2) + "\n", encoding="utf-8")
+    console.print(f"built in {built['minutes']} minutes on {built['cpu']} ({built['cpu_capability']})")
     return out

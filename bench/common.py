@@ -16,6 +16,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from agent.machine import cpu_model
+
 PACKAGES = ("torch", "transformers", "peft", "bitsandbytes", "ultralytics", "sentencepiece")
 DATA = Path("runs/data")
 DEMO_IMAGES = Path(__file__).resolve().parent.parent / "data" / "demo" / "images"
@@ -46,13 +48,6 @@ def machine() -> dict[str, Any]:
         "platform": platform.platform(),
         "versions": {package: package_version(package) for package in PACKAGES},
     }
-
-
-def cpu_model() -> str:
-    cpuinfo = Path("/proc/cpuinfo")
-    lines = cpuinfo.read_text(encoding="utf-8").splitlines() if cpuinfo.is_file() else []
-    names = [line.partition(":")[2].strip() for line in lines if line.startswith("model name")]
-    return names[0] if names else platform.processor() or platform.machine()
 
 
 def package_version(package: str) -> str | None:

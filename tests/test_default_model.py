@@ -1,11 +1,12 @@
 """The default-model recipe, at toy size: it runs end to end, and twice gives bit-identical weights."""
 
+import json
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from agent.default_model import RECIPE_FILE, RECOUNT_LOG, Recipe, build
+from agent.default_model import BUILD_FILE, RECIPE_FILE, RECOUNT_LOG, Recipe, build
 from agent.prompting import Prompting
 from agent.session import DEFAULT_MODEL
 from agent.stand_ins import STAND_INS
@@ -17,6 +18,7 @@ TOY = replace(TOY, recount_steps=2, recount_batch_size=6, recount_warmup_steps=1
 
 
 def test_build_is_deterministic(tmp_path):
+    import torch
     from safetensors.torch import load_file
 
     first = build(tmp_path / "a" / "model", TOY, tmp_path / "a" / "work")
@@ -26,6 +28,9 @@ def test_build_is_deterministic(tmp_path):
     assert all((weights[0][k] == weights[1][k]).all() for k in weights[0])
     for name in ("config.json", "tokenizer.model", "train_config.json", "loss_curve.png", RECIPE_FILE, RECOUNT_LOG):
         assert (first / name).is_file(), name
+    built = json.loads((first / BUILD_FILE).read_text(encoding="utf-8"))
+    assert built["cpu"] and built["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert built["threads"] == TOY.threads and built["minutes"] >= 0
     assert Prompting.of(first) == Prompting(tools_in_system=False, stand_ins=STAND_INS, span_bonus=TOY.span_bonus)
     assert set(STAND_INS) <= GLMTokenizer.load(first).characters
     assert (first / "tokenizer.model").read_bytes() == (second / "tokenizer.model").read_bytes()
@@ -34,8 +39,6 @@ def test_build_is_deterministic(tmp_path):
 def test_the_shipped_default_matches_its_recipe():
     if not (DEFAULT_MODEL / RECIPE_FILE).is_file():
         pytest.skip("models/default is not built")
-    import json
-
     recorded = json.loads((DEFAULT_MODEL / RECIPE_FILE).read_text(encoding="utf-8"))
     assert recorded == Recipe().__dict__  # `inspector train default` rebuilds exactly this
     assert Prompting.of(DEFAULT_MODEL) == Prompting(False, STAND_INS, Recipe().span_bonus)
