@@ -41,16 +41,23 @@ def markdown(results: dict[str, Any]) -> str:
             cells.append(f"{timing['p50_ms']:.0f} / {timing['p95_ms']:.0f} ms" if timing else "–")
         lines.append(f"| {step} latency p50 / p95 | " + " | ".join(cells) + " |")
     for n in names:
+        overall = variants[n]["overall"]
         for level, summary in variants[n]["by_noise"].items():
+            exact = f"{_percent(summary['call_exact'])} / {_percent(summary['report_exact'])}"
             lines.append(
-                f"| {n}: noise {level} ({summary['items']} items) call / report exact | "
-                + " | ".join(
-                    f"{_percent(summary['call_exact'])} / {_percent(summary['report_exact'])}" if m == n else ""
-                    for m in names
-                )
-                + " |"
+                _own_row(f"{n}: noise {level} ({summary['items']} items) call / report exact", n, names, exact)
             )
-        if variants[n]["overall"]["errors"]:
-            errors = ", ".join(f"{label} {count}" for label, count in variants[n]["overall"]["errors"].items())
-            lines.append(f"| {n}: errors | " + " | ".join(errors if m == n else "" for m in names) + " |")
+        if overall.get("report_exact_by_outcome"):
+            wrong = ", ".join(
+                f"{name} {o['wrong']} of {o['items']}" for name, o in overall["report_exact_by_outcome"].items()
+            )
+            lines.append(_own_row(f"{n}: wrong reports by outcome", n, names, wrong))
+        if overall["errors"]:
+            errors = ", ".join(f"{label} {count}" for label, count in overall["errors"].items())
+            lines.append(_own_row(f"{n}: errors", n, names, errors))
     return "\n".join(lines) + "\n"
+
+
+def _own_row(label: str, name: str, names: list[str], text: str) -> str:
+    """A row about one variant: `text` in its column, the others empty."""
+    return f"| {label} | " + " | ".join(text if other == name else "" for other in names) + " |"

@@ -17,6 +17,7 @@ from typing import Any
 from agent.backend import ModelBackend
 from agent.chatglm_format import Message, ToolCall, dialogue_messages, message_text, parse_assistant, read_dialogues
 from agent.errors import MalformedToolCall
+from agent.reports import report_outcome
 from prompts import load
 
 NUMBER = re.compile(r"\d+")
@@ -153,6 +154,9 @@ def summarize(scored: list[Scored]) -> dict[str, Any]:
         for name, value in s.item.gold.arguments.items():
             arguments = predicted.arguments if isinstance(predicted, ToolCall) else {}
             per_argument[name].append(arguments.get(name) == value)
+    by_outcome: dict[str, list[bool]] = defaultdict(list)
+    for s in reports:
+        by_outcome[report_outcome(str(s.item.gold)) or "other"].append(s.verdict == "ok")
     selection = [
         s.verdict not in ("wrong_function", "no_call", "unexpected_call", "unparseable", "invalid_call") for s in scored
     ]
@@ -166,6 +170,9 @@ def summarize(scored: list[Scored]) -> dict[str, Any]:
         "reply_exact": _rate([s.verdict == "ok" for s in no_call]),
         "report_exact": _rate([s.verdict == "ok" for s in reports]),
         "report_fidelity": _rate([faithful(str(s.item.gold), s.output) for s in reports]),
+        "report_exact_by_outcome": {
+            name: {"items": len(hits), "wrong": hits.count(False)} for name, hits in sorted(by_outcome.items())
+        },
         "errors": dict(Counter(s.verdict for s in scored if s.verdict != "ok").most_common()),
     }
 

@@ -4,6 +4,10 @@ This is the rule the language model is trained to follow and the rule the report
 against, so training data and verification can never disagree.
 """
 
+import re
+from collections import defaultdict
+from functools import cache
+from string import Formatter
 from typing import Any, Literal
 
 from prompts import load
@@ -62,3 +66,27 @@ def render(check: Check, work_order: Observation, detection: Observation | None)
         raise ValueError("a successful work-order lookup needs a detection observation to report on")
     fields = {"expected": work_order.get("expected_workers"), **detection}
     return templates["outcomes"][outcome(check, work_order, detection)].format(**fields)
+
+
+def report_outcome(report: str) -> str | None:
+    """Which outcome's template `report` is written in (`failed` for a failed check's report), or None.
+
+    Outcomes that share a template are named together (`helmets_some/helmets_none`): their text is the same.
+    """
+    return next((name for name, pattern in _report_patterns() if pattern.fullmatch(report.strip())), None)
+
+
+@cache
+def _report_patterns() -> list[tuple[str, re.Pattern[str]]]:
+    templates = load("reports")
+    names_of: dict[str, list[str]] = defaultdict(list)
+    for name, template in templates["outcomes"].items():
+        names_of[template].append(name)
+    patterns = [("/".join(names), _pattern(template, r"\d+")) for template, names in names_of.items()]
+    return [*patterns, ("failed", _pattern(templates["failed"], ".+"))]
+
+
+def _pattern(template: str, field: str) -> re.Pattern[str]:
+    """`template` as a regular expression, each of its fields matching `field`."""
+    parts = Formatter().parse(template)
+    return re.compile("".join(re.escape(text) + (field if name is not None else "") for text, name, _, _ in parts))

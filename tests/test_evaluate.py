@@ -89,11 +89,13 @@ def test_items_steps_and_a_perfect_and_a_wrong_model(tmp_path):
     summary = ev.summarize(ev.run(ScriptedBackend(perfect), items))
     assert summary["call_exact"] == summary["report_exact"] == summary["tool_selection"] == 1.0
     assert summary["errors"] == {}
+    assert summary["report_exact_by_outcome"] == {"people_absent": {"items": 2, "wrong": 0}}
 
     wrong = ev.run(ScriptedBackend(lambda conversation: "\n[人数检测] 应到47人, 实到35人, 有人缺勤"), items)
     summary = ev.summarize(wrong)
     assert summary["call_exact"] == 0.0 and summary["report_exact"] == 0.0 and summary["report_fidelity"] == 0.0
     assert summary["errors"] == {"no_call": 4, "wrong_text": 4}
+    assert summary["report_exact_by_outcome"] == {"people_absent": {"items": 2, "wrong": 2}}
     results = {
         "model": "m",
         "split": "test_unseen",
@@ -108,3 +110,4 @@ def test_items_steps_and_a_perfect_and_a_wrong_model(tmp_path):
     }
     table = markdown(results)
     assert "| call exact match | 0.0 % |" in table and "parse latency p50" in table and "noise high" in table
+    assert "| model: wrong reports by outcome | people_absent 2 of 2 |" in table

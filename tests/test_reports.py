@@ -1,8 +1,10 @@
 """The report rules: every outcome of the seed's twelve templates, plus failures, rendered from prompts/."""
 
+from collections import defaultdict
+
 import pytest
 
-from agent.reports import outcome, render
+from agent.reports import outcome, render, report_outcome
 from prompts import load
 
 ORDER = {"site": "济南工地", "date": "2024-05-03", "check": "人数检测", "expected_workers": 47, "leader": "张伟"}
@@ -81,3 +83,17 @@ def test_a_failed_tool_is_reported_instead_of_numbers():
     )
     with pytest.raises(ValueError, match="needs a detection"):
         render("人数检测", ORDER, None)
+
+
+def test_a_report_is_classified_by_the_template_it_is_written_in():
+    people = {"expected_workers": 12}
+    assert report_outcome(render("人数检测", people, {"persons": 9})) == "people_absent"
+    assert report_outcome(render("人数检测", {"expected_workers": 0}, {"persons": 3})) == "people_no_order"
+    helmets = {"persons": 4, "with_helmet": 0, "without_helmet": 4, "unknown": 0}
+    assert report_outcome(render("安全检查", ORDER, helmets)) == "helmets_some/helmets_none"  # one text for both
+    assert report_outcome(render("人数检测", {"error": "未找到站点“火星”"}, None)) == "failed"
+    assert report_outcome("[人数检测] 应到12人, 实到9人, 有人缺勤, 正常出工") is None
+    assert report_outcome("您好") is None
+    templates = load("reports")["outcomes"].values()
+    every = {report_outcome(template.format_map(defaultdict(lambda: 17))) for template in templates}
+    assert None not in every and len(every) == len(set(templates))
