@@ -47,7 +47,7 @@ def markdown(results: dict[str, Any]) -> str:
             lines.append(
                 _own_row(f"{n}: noise {level} ({summary['items']} items) call / report exact", n, names, exact)
             )
-        if overall.get("report_exact_by_outcome"):
+        if overall["report_exact_by_outcome"]:
             wrong = ", ".join(
                 f"{name} {o['wrong']} of {o['items']}" for name, o in overall["report_exact_by_outcome"].items()
             )
