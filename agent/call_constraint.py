@@ -142,18 +142,26 @@ def choose_span(spans: list[Span], registered: Callable[[bytes], bool]) -> Span:
 
     - inside a longer span that names a site (the model stopped early or started late: `济南历` in
       `济南历下`), the best such span is taken;
-    - around a shorter span that names a site and that the model alone finds likelier (the bonus took the
-      words after the name in: `济南2024-05-32` around `济南`), the best such span is taken.
+    - around shorter spans that the model alone finds likelier, one of which names a site (the bonus took the
+      words after the name in: `济南2024-05-32` around `济南`), the name is what the model reads alone: the
+      likeliest of those spans, or the best of them that name a site around it. So `青岛市2024-05-30` gives
+      `青岛市`, which the model reads as a whole, not the site `青岛` inside it that it finds far less likely.
 
-    A span that names no site stays where neither holds (`青岛市`, which the model reads as a whole, around the
-    site `青岛`): an unknown or ambiguous name goes to the tool as said, which answers with the candidates.
+    A span that names no site stays where neither holds (`青岛市` around the site `青岛`): an unknown or
+    ambiguous name goes to the tool as said, which answers with the candidates.
     """
     best = max(spans, key=lambda span: span.score)
     if registered(best.text):
         return best
     wider = [s for s in spans if best.text in s.text and registered(s.text)]  # registered, so not `best` itself
-    narrower = [s for s in spans if s.text in best.text and s.raw > best.raw and registered(s.text)]
-    return max(wider or narrower or [best], key=lambda span: span.score)
+    if wider:
+        return max(wider, key=lambda span: span.score)
+    likelier = [s for s in spans if s.text in best.text and s.raw > best.raw]
+    if not any(registered(s.text) for s in likelier):
+        return best
+    alone = max(likelier, key=lambda span: span.raw)
+    named = [s for s in likelier if alone.text in s.text and registered(s.text)]
+    return max(named or [alone], key=lambda span: span.score)
 
 
 class CallConstraint:

@@ -334,6 +334,12 @@ def test_a_name_the_model_reads_whole_stays_though_a_site_lies_inside_it():
     found = spans(("青岛市", -0.02, 4.48), ("青岛", -7.27, -4.27))
     assert choose_span(found, {"青岛".encode()}.__contains__).text == "青岛市".encode(), "the tool lists candidates"
     assert choose_span(found, lambda text: False).text == "青岛市".encode()
+    past = spans(
+        ("青岛市2024-05-30", -15.0, 4.5), ("青岛市", -0.02, 4.48), ("青岛市2", -10.98, -4.98), ("青岛", -11.5, -8.5)
+    )
+    assert choose_span(past, {"青岛".encode()}.__contains__).text == "青岛市".encode(), "not the site inside it"
+    cut = spans(("济南历下2024", -9.0, 4.0), ("济南历", -1.0, 3.5), ("济南历下", -3.0, 3.0), ("济南", -5.0, -2.0))
+    assert choose_span(cut, {"济南历下".encode(), "济南".encode()}.__contains__).text == "济南历下".encode()
     best = spans(("济南", -0.5, 2.5), ("济南历下", -9.0, -3.0))
     assert choose_span(best, lambda text: True).text == "济南".encode(), "a site that the database knows stays"
 
