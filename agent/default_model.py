@@ -52,7 +52,8 @@ class Recipe:
     max_steps: int = 3600
     # Then the recount phase (training_data/recounts.py): `recount_steps` plainly shuffled batches, every
     # other one `batch_size` dialogues of the training split and the others `recount_batch_size` head-count
-    # dialogues with fresh counts, at lr `recount_lr` (warm-up, then linear decay, as above).
+    # dialogues with fresh counts (one in 8 an order that sends nobody), at lr `recount_lr` (warm-up, then
+    # linear decay, as above).
     recount_steps: int = 600
     recount_batch_size: int = 16
     recount_lr: float = 3e-4

@@ -7,8 +7,12 @@ head-count verdict). A recount is one such dialogue as it was — the inspector'
 observations in the real tools' shapes — with the two counts drawn again for a crew that is complete,
 short or over (chosen uniformly; the generator's own `counts`: close calls half the time), the report
 rendered from them by `agent.reports.render`, and every turn but that report marked `"loss": false`, so
-the calls it repeats are not learned twice. Days without an order are left to the dialogues themselves: a
-recount phase that also drew them did worse on the crews (README: recounts).
+the calls it repeats are not learned twice. One recount in 8 is instead an order that sends nobody:
+0 expected workers with the order's leader and equipment kept and a crew on the image, reported as work
+without an order. The demo database has such orders; the generated days without an order never name a
+leader, and the model trained without these recounts read them as complete crews. The generated days
+without an order themselves are not recounted: a recount phase that drew them did worse on the crews
+(README: recounts).
 """
 
 import random
@@ -19,6 +23,8 @@ from training_data.observations import counts
 
 CHECK = "人数检测"
 OUTCOMES = ("people_normal", "people_absent", "people_excess")
+NO_ORDER = "people_no_order"
+NO_ORDER_SHARE = 1 / 8
 
 
 def order_and_detection(dialogue: Dialogue) -> tuple[int, int] | None:
@@ -51,7 +57,8 @@ def _is_detection(observation: object) -> bool:
 def recount(dialogue: Dialogue, turns: tuple[int, int], rng: random.Random) -> Dialogue:
     """`dialogue` with fresh counts at its (work order, detection) `turns` and its report re-rendered; only
     that report is learned."""
-    expected, detected = counts(rng, rng.choice(OUTCOMES))
+    outcome = NO_ORDER if rng.random() < NO_ORDER_SHARE else rng.choice(OUTCOMES)
+    expected, detected = counts(rng, outcome)
     conversations = [turn.model_copy(update={"loss": False}) for turn in dialogue.conversations]
     order_turn, detection_turn = (conversations[i] for i in turns)
     order = {**order_turn.observation, "expected_workers": expected}
