@@ -53,11 +53,13 @@ class Recipe:
     # Then the recount phase (training_data/recounts.py): `recount_steps` plainly shuffled batches, every
     # other one `batch_size` dialogues of the training split and the others `recount_batch_size` head-count
     # dialogues with fresh counts (one in 8 an order that sends nobody), at lr `recount_lr` (warm-up, then
-    # linear decay, as above).
+    # linear decay, as above). Those batches hold `follow_ups` more dialogues each: one that ran a tool, then
+    # a greeting, answered (training_data/follow_ups.py).
     recount_steps: int = 600
     recount_batch_size: int = 16
     recount_lr: float = 3e-4
     recount_warmup_steps: int = 20
+    follow_ups: int = 2
     eval_every: int = 500
     threads: int = 2
     # The tools' JSON is ~760 of each example's ~930 tokens; the task-trained model learns the tools from
@@ -122,29 +124,32 @@ def recount_phase(
     """The recount phase after the main one (run files in `work/recount_phase`; a finished phase is kept)."""
     from agent.examples import load_examples
     from agent.trainer import Trainer
+    from training_data.follow_ups import follow_ups
     from training_data.recounts import recounts
 
     dialogues = (recipe.recount_steps + 1) // 2 * recipe.batch_size
     count = recipe.recount_steps // 2 * recipe.recount_batch_size
+    following = recipe.recount_steps // 2 * recipe.follow_ups
     if dialogues > len(train):
         raise ValueError(f"the recount phase needs {dialogues} training dialogues; the split has {len(train)}")
     data = work / "data"
-    recounted = data / "recounts.jsonl"
-    lines = (d.model_dump_json() for d in recounts(read_dialogues(data / "train.jsonl"), recipe.seed, count))
-    recounted.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
+    split = read_dialogues(data / "train.jsonl")
+    made = recounts(split, recipe.seed, count) + follow_ups(split, recipe.seed, following)
+    alternates = data / "recount_phase.jsonl"
+    alternates.write_text("".join(f"{d.model_dump_json()}\n" for d in made), encoding="utf-8")
     sample = random.Random(f"recount-phase-{recipe.seed}").sample(train, dialogues)
     phase = replace(
         config,
         out=str(work / RECOUNT_DIR),
         lr=recipe.recount_lr,
-        alternate_batch_size=recipe.recount_batch_size,
+        alternate_batch_size=recipe.recount_batch_size + recipe.follow_ups,
         warmup_steps=recipe.recount_warmup_steps,
         max_steps=recipe.recount_steps,
         eval_every=recipe.recount_steps,
         save_every=recipe.recount_steps,
         by_length=False,
     )
-    alternate = load_examples(recounted, tokenizer, recipe.context, recipe.tools_in_system)
+    alternate = load_examples(alternates, tokenizer, recipe.context, recipe.tools_in_system)
     trainer = Trainer(phase, model, tokenizer, sample, dev, console, alternate)
     trainer.resume()
     trainer.run()

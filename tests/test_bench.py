@@ -134,6 +134,16 @@ def test_span_bonus(tmp_path, data, quiet_model, monkeypatch):
     assert [r["bonus"] for r in report["results"]] == [0, 1] and report["results"][0]["items"] == 2
 
 
+def test_follow_ups(tmp_path, data, quiet_model, monkeypatch):
+    out = tmp_path / "follow_ups.json"
+    arguments = ["--model", quiet_model, "--data", data, "--count", 2, "--out", out]
+    run_script("follow_ups", *arguments, monkeypatch=monkeypatch)
+    report = written(out)
+    assert [(r["split"], r["items"]) for r in report["results"]] == [("dev", 2), ("test_unseen", 2)]
+    assert all(0 <= r["exact"] <= 1 for r in report["results"])
+    assert (tmp_path / "follow_ups" / "dev.jsonl").is_file()
+
+
 def test_ptuning_cpu(tmp_path, data, quiet_model, monkeypatch):
     out = tmp_path / "ptuning.json"
     arguments = ["--model", quiet_model, "--data", data, "--steps", 2, "--grad-accum", 2, "--out", out]

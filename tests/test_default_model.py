@@ -6,11 +6,13 @@ from pathlib import Path
 
 import pytest
 
+from agent.chatglm_format import read_dialogues
 from agent.default_model import BUILD_FILE, RECIPE_FILE, RECOUNT_LOG, Recipe, build
 from agent.prompting import Prompting
 from agent.session import DEFAULT_MODEL
 from agent.stand_ins import STAND_INS
 from agent.tokenizer import GLMTokenizer
+from prompts import load
 
 TOY = replace(Recipe(), data_size=40, merges=50, hidden=32, layers=1, heads=2, ffn=64, context=1024)
 TOY = replace(TOY, batch_size=4, max_steps=3, eval_every=3, warmup_steps=1)
@@ -34,6 +36,10 @@ def test_build_is_deterministic(tmp_path):
     assert Prompting.of(first) == Prompting(tools_in_system=False, stand_ins=STAND_INS, span_bonus=TOY.span_bonus)
     assert set(STAND_INS) <= GLMTokenizer.load(first).characters
     assert (first / "tokenizer.model").read_bytes() == (second / "tokenizer.model").read_bytes()
+    alternates = read_dialogues(tmp_path / "a" / "work" / "data" / "recount_phase.jsonl")
+    greeted = [d for d in alternates if d.conversations[-1].content == load("reports")["greeting"]]
+    assert len(alternates) == TOY.recount_steps // 2 * (TOY.recount_batch_size + TOY.follow_ups)
+    assert len(greeted) == TOY.recount_steps // 2 * TOY.follow_ups
 
 
 def test_the_shipped_default_matches_its_recipe():
