@@ -1,9 +1,10 @@
 """The machine a result was made on.
 
 A build of the default model is bit for bit the same only on the same kind of CPU: the matrix and vector
-kernels that torch picks for a CPU (AVX2 or AVX-512, the BLAS library's blocking) round differently, the
-differences grow through training, and the build ends elsewhere (README: how much). So each build records
-where it ran, beside its recipe.
+kernels chosen for a CPU round differently, the differences grow through training, and the build ends
+elsewhere (README: how much). The capability torch reports is not the whole of it (an AMD EPYC and an Intel
+Xeon both ran AVX512 and still differed: the BLAS and oneDNN kernels behind it choose per CPU). So each build
+records where it ran, beside its recipe.
 """
 
 import os

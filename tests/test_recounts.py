@@ -9,7 +9,7 @@ import pytest
 from agent.chatglm_format import Dialogue, dialogue_messages, read_dialogues
 from agent.reports import outcome, render
 from training_data.generate import generate_splits
-from training_data.recounts import NO_ORDER, NO_ORDER_SHARE, OUTCOMES, order_and_detection, recounts
+from training_data.recounts import NO_ORDER, OUTCOMES, SENDS_NOBODY_SHARE, order_and_detection, recounts
 
 NUMBERS = re.compile(r"\[人数检测\] 应到(\d+)人, 实到(\d+)人, ")
 
@@ -46,7 +46,7 @@ def test_a_recount_reports_its_fresh_counts_and_learns_only_the_report(train):
         learned = [message.content for message in dialogue_messages(dialogue) if message.loss]
         assert learned == [report]
     assert set(seen) == {*OUTCOMES, NO_ORDER} and min(seen[name] for name in OUTCOMES) > 100
-    assert abs(seen[NO_ORDER] - NO_ORDER_SHARE * len(made)) < 30
+    assert abs(seen[NO_ORDER] - SENDS_NOBODY_SHARE * len(made)) < 30
 
 
 def test_an_order_that_sends_nobody_keeps_its_leader_and_has_a_crew_on_site(train):

@@ -24,7 +24,7 @@ from training_data.observations import counts
 CHECK = "人数检测"
 OUTCOMES = ("people_normal", "people_absent", "people_excess")
 NO_ORDER = "people_no_order"
-NO_ORDER_SHARE = 1 / 8
+SENDS_NOBODY_SHARE = 1 / 8  # orders of 0 workers with a crew on site; observations.py's days without an order differ
 
 
 def order_and_detection(dialogue: Dialogue) -> tuple[int, int] | None:
@@ -57,7 +57,7 @@ def _is_detection(observation: object) -> bool:
 def recount(dialogue: Dialogue, turns: tuple[int, int], rng: random.Random) -> Dialogue:
     """`dialogue` with fresh counts at its (work order, detection) `turns` and its report re-rendered; only
     that report is learned."""
-    outcome = NO_ORDER if rng.random() < NO_ORDER_SHARE else rng.choice(OUTCOMES)
+    outcome = NO_ORDER if rng.random() < SENDS_NOBODY_SHARE else rng.choice(OUTCOMES)
     expected, detected = counts(rng, outcome)
     conversations = [turn.model_copy(update={"loss": False}) for turn in dialogue.conversations]
     order_turn, detection_turn = (conversations[i] for i in turns)
