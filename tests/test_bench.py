@@ -144,6 +144,25 @@ def test_follow_ups(tmp_path, data, quiet_model, monkeypatch):
     assert (tmp_path / "follow_ups" / "dev.jsonl").is_file()
 
 
+def test_head_counts(tmp_path, data, quiet_model, monkeypatch):
+    out = tmp_path / "head_counts.json"
+    arguments = ["--model", quiet_model, "--data", data, "--splits", "dev", "train", "--out", out]
+    run_script("head_counts", *arguments, monkeypatch=monkeypatch)
+    rows = written(out)["rows"]
+    reports = (data / "train.jsonl").read_text(encoding="utf-8").count("[人数检测] 应到")
+    with_order = reports - (data / "train.jsonl").read_text(encoding="utf-8").count("[人数检测] 应到0人")
+    assert sum(r["items"] for r in rows if r["split"] == "train") == with_order > 0
+    assert all(r["wrong"] == r["items"] == r["written"]["unreadable"] for r in rows)  # the quiet model writes nothing
+
+
+def test_head_count_pairs_are_grouped_by_what_decides_the_verdict(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCH))
+    script = runpy.run_path(str(BENCH / "head_counts.py"))
+    kinds = [script["kind"](*pair) for pair in ((47, 43), (9, 7), (9, 12), (20, 19), (33, 33))]
+    assert kinds == ["one decade", "one digit", "other decades", "other decades", "one decade"]
+    assert [script["comparison"](*pair) for pair in ((5, 5), (5, 4), (5, 6))] == ["equal", "fewer", "more"]
+
+
 def test_ptuning_cpu(tmp_path, data, quiet_model, monkeypatch):
     out = tmp_path / "ptuning.json"
     arguments = ["--model", quiet_model, "--data", data, "--steps", 2, "--grad-accum", 2, "--out", out]
