@@ -6,7 +6,8 @@
 Every head-count report with an order (expected workers > 0) of the splits is written by the model, teacher-forced
 and constrained as `inspector eval` does, and counted wrong unless exact. The pairs are grouped by what decides
 the verdict: two numbers of one decade (10–19 … 50–59: only the units digit decides), two one-digit numbers, or
-numbers of different decades (the tens digit or the length decides); and by the comparison (equal, fewer, more).
+numbers of different decades (the tens digit or the length decides); and by the verdict they should get (normal:
+equal; absent: fewer; excess: more).
 The wrong reports are counted by the verdict they wrote (`agent.reports.report_outcome`).
 """
 
@@ -21,7 +22,7 @@ from agent.session import DEFAULT_MODEL
 
 HEAD_COUNT = re.compile(r"\[人数检测\] 应到(\d+)人, 实到(\d+)人, ")
 KINDS = ("one decade", "one digit", "other decades")
-COMPARISONS = ("equal", "fewer", "more")
+COMPARISONS = ("normal", "absent", "excess")
 
 
 def kind(expected: int, persons: int) -> str:
@@ -32,7 +33,10 @@ def kind(expected: int, persons: int) -> str:
 
 
 def comparison(expected: int, persons: int) -> str:
-    return "equal" if persons == expected else "fewer" if persons < expected else "more"
+    """The verdict the pair should get (`agent.reports.outcome`): normal, absent or excess."""
+    from agent.reports import outcome
+
+    return outcome("人数检测", {"expected_workers": expected}, {"persons": persons}).removeprefix("people_")
 
 
 def score(model: Path, data: Path, splits: list[str]) -> list[dict[str, Any]]:
@@ -91,7 +95,7 @@ def main() -> None:
     rows = score(arguments.model, arguments.data, arguments.splits)
     show(
         f"head-count reports with an order, {arguments.model} (constrained)",
-        ("split", "pair", "comparison", "items", "wrong", "wrong ones written as"),
+        ("split", "pair", "should be", "items", "wrong", "wrong ones written as"),
         [(r["split"], r["kind"], r["comparison"], r["items"], r["wrong"], written_as(r["written"])) for r in rows],
     )
     save({"machine": where, "model": str(arguments.model), "rows": rows}, arguments.out)

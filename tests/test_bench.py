@@ -160,7 +160,7 @@ def test_head_count_pairs_are_grouped_by_what_decides_the_verdict(monkeypatch):
     script = runpy.run_path(str(BENCH / "head_counts.py"))
     kinds = [script["kind"](*pair) for pair in ((47, 43), (9, 7), (9, 12), (20, 19), (33, 33))]
     assert kinds == ["one decade", "one digit", "other decades", "other decades", "one decade"]
-    assert [script["comparison"](*pair) for pair in ((5, 5), (5, 4), (5, 6))] == ["equal", "fewer", "more"]
+    assert [script["comparison"](*pair) for pair in ((5, 5), (5, 4), (5, 6))] == ["normal", "absent", "excess"]
 
 
 def test_ptuning_cpu(tmp_path, data, quiet_model, monkeypatch):
