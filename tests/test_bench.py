@@ -149,8 +149,8 @@ def test_head_counts(tmp_path, data, quiet_model, monkeypatch):
     arguments = ["--model", quiet_model, "--data", data, "--splits", "dev", "train", "--out", out]
     run_script("head_counts", *arguments, monkeypatch=monkeypatch)
     rows = written(out)["rows"]
-    reports = (data / "train.jsonl").read_text(encoding="utf-8").count("[人数检测] 应到")
-    with_order = reports - (data / "train.jsonl").read_text(encoding="utf-8").count("[人数检测] 应到0人")
+    train = (data / "train.jsonl").read_text(encoding="utf-8")
+    with_order = train.count("[人数检测] 应到") - train.count("[人数检测] 应到0人")
     assert sum(r["items"] for r in rows if r["split"] == "train") == with_order > 0
     assert all(r["wrong"] == r["items"] == r["written"]["unreadable"] for r in rows)  # the quiet model writes nothing
 
