@@ -28,6 +28,19 @@ def cache(kv: KV, batch: int) -> Any:
     return DynamicCache(ddp_cache_data=[(k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1)) for k, v in kv])
 
 
+def join(first: KV, second: KV) -> KV:
+    """`first` broadcast to the batch of `second`, followed by `second`, layer by layer; either may be empty."""
+    import torch
+
+    if not first or not second:
+        return first or second
+    rows = int(second[0][0].shape[0])
+    return [
+        (torch.cat([k.expand(rows, -1, -1, -1), k2], dim=2), torch.cat([v.expand(rows, -1, -1, -1), v2], dim=2))
+        for (k, v), (k2, v2) in zip(first, second, strict=True)
+    ]
+
+
 def virtual(model: Any) -> KV:
     """The virtual key/values of a peft prefix-tuning model for batch 1; empty for any other model."""
     if not hasattr(model, "get_prompt"):

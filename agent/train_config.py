@@ -39,6 +39,9 @@ class TrainConfig:
     by_length: bool = True
     # The batch size of a second source of examples that takes every other batch (agent/trainer.py); 0: none.
     alternate_batch_size: int = 0
+    # Alternate examples learn through their tails only (agent/trainer.py `tail_loss`): their contexts run
+    # without gradients, which makes a batch of examples that learn only their last answer far cheaper.
+    alternate_tails_only: bool = False
 
     def __post_init__(self) -> None:
         if self.method not in ("full", "ptuning"):

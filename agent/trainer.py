@@ -40,10 +40,7 @@ class Position:
 
 
 def batch_loss(model: Any, head: list[int], batch: Batch) -> Any:
-    """Summed cross-entropy of the batch's learned tokens, the shared head run once for all rows.
-
-    The output layer runs on the learned positions only (about a third of them): the rest carry no loss.
-    """
+    """Summed cross-entropy of the batch's learned tokens, the shared head run once for all rows."""
     import torch
 
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
@@ -58,10 +55,62 @@ def batch_loss(model: Any, head: list[int], batch: Batch) -> Any:
         position_ids=(len(head) + torch.arange(width, device=device)).expand(rows, -1),
         past_key_values=kv.cache(past, rows),
     ).last_hidden_state
-    labels = torch.tensor(batch.labels, device=device)[:, 1:]
-    learned = labels != IGNORE
+    return learned_loss(base, hidden, batch.labels)
+
+
+def learned_loss(base: Any, hidden: Any, labels: list[list[int]]) -> Any:
+    """Summed cross-entropy of the labelled tokens, each predicted from the hidden state before it; the
+    output layer runs on the learned positions only (about a third of a dialogue's): the rest carry no loss."""
+    import torch
+
+    targets = torch.tensor(labels, device=hidden.device)[:, 1:]
+    learned = targets != IGNORE
     logits = base.get_output_embeddings()(hidden[:, :-1][learned])
-    return torch.nn.functional.cross_entropy(logits.float(), labels[learned], reduction="sum")
+    return torch.nn.functional.cross_entropy(logits.float(), targets[learned], reduction="sum")
+
+
+def tail_loss(model: Any, head: list[int], examples: list[Encoded], pad_id: int) -> Any:
+    """`batch_loss` of examples that learn only their ending, their context run once without gradients.
+
+    A row's context is everything after the shared head up to the token that predicts its first learned
+    label; the rest is its tail. The contexts run as one right-padded batch under `no_grad`, and the tails
+    on top of their keys and values, with gradients: the loss is the same, but only the tails' own
+    computation (and the shared head's) learns, at a fraction of the cost when the tails are short — a
+    recount's context is ~157 tokens, its report ~34 (README: recounts).
+    """
+    import torch
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    device = next(base.parameters()).device
+    past = kv.extend(base, kv.virtual(model), head)
+    rests = [(example.input_ids[len(head) :], example.labels[len(head) :]) for example in examples]
+    splits = [max(0, next(i for i, label in enumerate(labels) if label != IGNORE) - 1) for _, labels in rests]
+    cuts = list(zip(rests, splits, strict=True))
+    contexts = make_batch([Encoded(ids[:cut], labels[:cut]) for (ids, labels), cut in cuts], 0, pad_id)
+    tails = make_batch([Encoded(ids[cut:], labels[cut:]) for (ids, labels), cut in cuts], 0, pad_id)
+    rows, shared = len(examples), kv.length(past)
+    context_mask = torch.tensor(contexts.mask, device=device, dtype=torch.long).reshape(rows, -1)
+    seen = torch.cat([context_mask.new_ones(rows, shared), context_mask], dim=1)
+    if context_mask.shape[1]:
+        with torch.no_grad():
+            output = base.get_decoder()(
+                input_ids=torch.tensor(contexts.input_ids, device=device),
+                attention_mask=seen,
+                position_ids=(len(head) + torch.arange(context_mask.shape[1], device=device)).expand(rows, -1),
+                past_key_values=kv.cache(past, rows),
+                use_cache=True,
+            )
+        past = kv.join(past, [(k[:, :, shared:], v[:, :, shared:]) for k, v in kv.layers(output.past_key_values)])
+    tail_mask = torch.tensor(tails.mask, device=device)
+    width = tail_mask.shape[1]
+    starts = len(head) + torch.tensor(splits, device=device)[:, None]
+    hidden = base.get_decoder()(
+        input_ids=torch.tensor(tails.input_ids, device=device),
+        attention_mask=torch.cat([seen, tail_mask], dim=1),
+        position_ids=starts + torch.arange(width, device=device),
+        past_key_values=kv.cache(past, rows),
+    ).last_hidden_state
+    return learned_loss(base, hidden, tails.labels)
 
 
 def mean_loss(model: Any, head: list[int], examples: list[Encoded], pad_id: int, batch_size: int) -> float:
@@ -213,7 +262,7 @@ class Trainer:
                 while self.position.batch < len(batches) and self.position.step < config.max_steps:
                     group = batches[self.position.batch : self.position.batch + config.grad_accum]
                     started = time.perf_counter()
-                    loss, tokens = self._step([[self.examples[i] for i in ids] for ids in group])
+                    loss, tokens = self._step(group)
                     self.position.batch += len(group)
                     self.position.step += 1
                     window["loss"] += loss
@@ -227,15 +276,20 @@ class Trainer:
         train_log.plot(self.out)
         return last
 
-    def _step(self, group: list[list[Encoded]]) -> tuple[float, int]:
-        """One optimizer step over `group` (grad_accum batches); returns summed loss and learned tokens."""
+    def _step(self, group: list[list[int]]) -> tuple[float, int]:
+        """One optimizer step over `group` (grad_accum batches of indices into `examples`); returns summed
+        loss and learned tokens."""
         import torch
 
-        batches = [make_batch(examples, len(self.head), self.tokenizer.pad_id) for examples in group]
-        tokens = sum(batch.tokens for batch in batches)
+        batches = [[self.examples[i] for i in ids] for ids in group]
+        pad = self.tokenizer.pad_id
+        tokens = sum(make_batch(examples, len(self.head), pad).tokens for examples in batches)
         total = 0.0
-        for batch in batches:
-            loss = batch_loss(self.model, self.head, batch)
+        for ids, examples in zip(group, batches, strict=True):
+            if self.config.alternate_tails_only and ids[0] >= len(self.train):
+                loss = tail_loss(self.model, self.head, examples, pad)
+            else:
+                loss = batch_loss(self.model, self.head, make_batch(examples, len(self.head), pad))
             (loss / tokens).backward()
             total += float(loss.detach())
         torch.nn.utils.clip_grad_norm_(self.parameters, self.config.max_grad_norm)

@@ -12,11 +12,13 @@ from agent.prompting import Prompting
 from agent.session import DEFAULT_MODEL
 from agent.stand_ins import STAND_INS
 from agent.tokenizer import GLMTokenizer
+from agent.train_config import TrainConfig
 from prompts import load
 
 TOY = replace(Recipe(), data_size=40, merges=50, hidden=32, layers=1, heads=2, ffn=64, context=1024)
 TOY = replace(TOY, batch_size=4, max_steps=3, eval_every=3, warmup_steps=1)
 TOY = replace(TOY, recount_steps=2, recount_batch_size=6, recount_warmup_steps=1)
+TOY = replace(TOY, recount_tails_only=True)  # off in the shipped recipe
 
 
 def test_build_is_deterministic(tmp_path):
@@ -40,6 +42,7 @@ def test_build_is_deterministic(tmp_path):
     greeted = [d for d in alternates if d.conversations[-1].content == load("reports")["greeting"]]
     assert len(alternates) == TOY.recount_steps // 2 * (TOY.recount_batch_size + TOY.follow_ups)
     assert len(greeted) == TOY.recount_steps // 2 * TOY.follow_ups
+    assert TrainConfig.load(tmp_path / "a" / "work" / "recount_phase").alternate_tails_only
 
 
 def test_the_shipped_default_matches_its_recipe():

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from agent.chatglm_format import IGNORE, dialogue_messages, encode_training, parse_dialogue
+from agent.chatglm_format import IGNORE, Dialogue, Encoded, dialogue_messages, encode_training, parse_dialogue
 from agent.examples import batch_order, load_examples, make_batch, shared_head
 from agent.train_config import TrainConfig
 from tests.glm_tiny import tiny_glm
@@ -131,6 +131,67 @@ def test_batch_loss_is_the_models_own_loss_over_the_labels(small_tokenizer, data
             logits[:, :-1].flatten(0, 1), labels[:, 1:].flatten(), ignore_index=IGNORE, reduction="sum"
         )
         assert float(batch_loss(model, [], batch)) == pytest.approx(float(full), rel=1e-5)
+
+
+def answers_only(tokenizer, count: int) -> list[Encoded]:
+    """Examples that learn only their last answer, as recounts do: the tool call is unlearned."""
+    examples = []
+    for dialogue in dialogues(count):
+        dialogue["conversations"][1]["loss"] = False
+        examples.append(encode_training(tokenizer, dialogue_messages(Dialogue.model_validate(dialogue))))
+    return examples
+
+
+@pytest.mark.parametrize("with_head", [True, False])
+def test_tail_loss_is_the_batch_loss(small_tokenizer, with_head):
+    from agent.trainer import batch_loss, tail_loss
+
+    examples = answers_only(small_tokenizer, 5)
+    examples[1] = Encoded(examples[1].input_ids + examples[0].input_ids[-3:], examples[1].labels + [IGNORE] * 3)
+    model = tiny_glm(small_tokenizer.vocab_size)
+    head = shared_head(examples) if with_head else []
+    with torch.no_grad():
+        whole = batch_loss(model, head, make_batch(examples, len(head), small_tokenizer.pad_id))
+        tails = tail_loss(model, head, examples, small_tokenizer.pad_id)
+    assert float(tails) == pytest.approx(float(whole), rel=1e-5)
+
+
+def test_tail_loss_sends_no_gradient_into_the_context(small_tokenizer):
+    from agent.trainer import batch_loss, tail_loss
+
+    examples = answers_only(small_tokenizer, 4)
+    head = shared_head(examples)
+    site = small_tokenizer.encode("济南")[-1]  # in the user's words and the call, never in the answer
+    gradients = []
+    for loss in (
+        lambda m: batch_loss(m, head, make_batch(examples, len(head), small_tokenizer.pad_id)),
+        lambda m: tail_loss(m, head, examples, small_tokenizer.pad_id),
+    ):
+        model = tiny_glm(small_tokenizer.vocab_size)
+        loss(model).backward()
+        gradients.append(model.get_input_embeddings().weight.grad)
+    assert gradients[0][site].abs().sum() > 0 and gradients[1][site].abs().sum() == 0
+    answer = small_tokenizer.encode("实到")[-1]
+    assert gradients[1][answer].abs().sum() > 0
+
+
+def test_alternate_batches_learn_through_their_tails_when_asked(small_tokenizer, data_dir, tmp_path, monkeypatch):
+    from agent import trainer as module
+
+    calls = []
+    monkeypatch.setattr(
+        module,
+        "tail_loss",
+        lambda *args: (
+            calls.append(len(args[2]))
+            or module.batch_loss(args[0], args[1], make_batch(args[2], len(args[1]), args[3]))
+        ),
+    )
+    extra = answers_only(small_tokenizer, 6)
+    for tails_only in (False, True):
+        cfg = config(tmp_path / str(tails_only), max_steps=4, alternate_batch_size=3, alternate_tails_only=tails_only)
+        run(cfg, small_tokenizer, data_dir, tiny_glm(small_tokenizer.vocab_size), alternate=extra).run()
+    assert calls == [3, 3]  # the 6 alternates make 2 batches of 3 in the first steps; only when asked
 
 
 def test_full_training_learns(small_tokenizer, data_dir, tmp_path):
