@@ -39,13 +39,18 @@ class Position:
     batch: int = 0
 
 
+def with_head(model: Any, head: list[int]) -> tuple[Any, kv.KV]:
+    """The base model (under any adapter) and the key/values of its virtual tokens and the shared head."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return base, kv.extend(base, kv.virtual(model), head)
+
+
 def batch_loss(model: Any, head: list[int], batch: Batch) -> Any:
     """Summed cross-entropy of the batch's learned tokens, the shared head run once for all rows."""
     import torch
 
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base, past = with_head(model, head)
     device = next(base.parameters()).device
-    past = kv.extend(base, kv.virtual(model), head)
     rows = len(batch.input_ids)
     mask = torch.tensor(batch.mask, device=device)
     width = mask.shape[1]
@@ -76,13 +81,12 @@ def tail_loss(model: Any, head: list[int], examples: list[Encoded], pad_id: int)
     label; the rest is its tail. The contexts run as one right-padded batch under `no_grad`, and the tails
     on top of their keys and values, with gradients: the loss is the same, but only the tails' own
     computation (and the shared head's) learns, at a fraction of the cost when the tails are short — a
-    recount's context is ~157 tokens, its report ~34 (README: recounts).
+    recount's context is ~157 tokens, its report ~34 (README: a cheaper recount phase).
     """
     import torch
 
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base, past = with_head(model, head)
     device = next(base.parameters()).device
-    past = kv.extend(base, kv.virtual(model), head)
     rests = [(example.input_ids[len(head) :], example.labels[len(head) :]) for example in examples]
     splits = [max(0, next(i for i, label in enumerate(labels) if label != IGNORE) - 1) for _, labels in rests]
     cuts = list(zip(rests, splits, strict=True))
