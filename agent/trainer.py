@@ -285,15 +285,16 @@ class Trainer:
         loss and learned tokens."""
         import torch
 
-        batches = [[self.examples[i] for i in ids] for ids in group]
         pad = self.tokenizer.pad_id
-        tokens = sum(make_batch(examples, len(self.head), pad).tokens for examples in batches)
+        rows = [[self.examples[i] for i in ids] for ids in group]
+        batches = [make_batch(examples, len(self.head), pad) for examples in rows]
+        tokens = sum(batch.tokens for batch in batches)
         total = 0.0
-        for ids, examples in zip(group, batches, strict=True):
+        for ids, examples, batch in zip(group, rows, batches, strict=True):
             if self.config.alternate_tails_only and ids[0] >= len(self.train):
                 loss = tail_loss(self.model, self.head, examples, pad)
             else:
-                loss = batch_loss(self.model, self.head, make_batch(examples, len(self.head), pad))
+                loss = batch_loss(self.model, self.head, batch)
             (loss / tokens).backward()
             total += float(loss.detach())
         torch.nn.utils.clip_grad_norm_(self.parameters, self.config.max_grad_norm)

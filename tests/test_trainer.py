@@ -178,15 +178,13 @@ def test_tail_loss_sends_no_gradient_into_the_context(small_tokenizer):
 def test_alternate_batches_learn_through_their_tails_when_asked(small_tokenizer, data_dir, tmp_path, monkeypatch):
     from agent import trainer as module
 
-    calls = []
-    monkeypatch.setattr(
-        module,
-        "tail_loss",
-        lambda *args: (
-            calls.append(len(args[2]))
-            or module.batch_loss(args[0], args[1], make_batch(args[2], len(args[1]), args[3]))
-        ),
-    )
+    real, calls = module.tail_loss, []
+
+    def counted(model, head, examples, pad_id):
+        calls.append(len(examples))
+        return real(model, head, examples, pad_id)
+
+    monkeypatch.setattr(module, "tail_loss", counted)
     extra = answers_only(small_tokenizer, 6)
     for tails_only in (False, True):
         cfg = config(tmp_path / str(tails_only), max_steps=4, alternate_batch_size=3, alternate_tails_only=tails_only)
