@@ -28,8 +28,16 @@ def parser(doc: str, name: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=doc.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
-    parser.add_argument("--out", type=Path, default=Path("runs/bench") / f"{name}.json", help="JSON results")
+    parser.add_argument("--out", type=report_file, default=Path("runs/bench") / f"{name}.json", help="JSON results")
     return parser
+
+
+def report_file(text: str) -> Path:
+    """`--out`: the JSON file to write, refused before any work if it names a folder."""
+    path = Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{path} is a folder; give the JSON file to write, such as {path / 'x.json'}")
+    return path
 
 
 def machine() -> dict[str, Any]:

@@ -95,6 +95,13 @@ def test_every_script_has_help(name, monkeypatch, capsys):
     assert name not in MEASUREMENTS or f"runs/bench/{name}.json" in usage
 
 
+@pytest.mark.parametrize("name", [name for name in SCRIPTS if "parser(__doc__" in (BENCH / f"{name}.py").read_text()])
+def test_a_folder_given_as_out_is_refused_before_any_work(name, tmp_path, monkeypatch, capsys):
+    with pytest.raises(SystemExit) as exited:
+        run_script(name, "--out", tmp_path, monkeypatch=monkeypatch)
+    assert exited.value.code == 2 and "is a folder" in capsys.readouterr().err
+
+
 def test_agent_latency(tmp_path, data, quiet_model, people_detector, monkeypatch):
     out = tmp_path / "latency.json"
     arguments = ["--model", quiet_model, "--data", data, "--requests", 3, "--sites", 1]
