@@ -73,7 +73,24 @@ def report_outcome(report: str) -> str | None:
 
     Outcomes that share a template are named together (`helmets_some/helmets_none`): their text is the same.
     """
-    return next((name for name, pattern in _report_patterns() if pattern.fullmatch(report.strip())), None)
+    matched = _match(report)
+    return matched[0] if matched else None
+
+
+def report_numbers(report: str) -> dict[str, int]:
+    """The numbers of a report written in an outcome's template, by field (`expected`, `persons`, ...); else {}."""
+    matched = _match(report)
+    if matched is None or matched[0] == "failed":
+        return {}
+    return {field: int(value) for field, value in matched[1].groupdict().items()}
+
+
+def _match(report: str) -> tuple[str, re.Match[str]] | None:
+    """The outcome (as `report_outcome` names it) whose template `report` is written in, with the match."""
+    for name, pattern in _report_patterns():
+        if found := pattern.fullmatch(report.strip()):
+            return name, found
+    return None
 
 
 @cache
@@ -87,6 +104,6 @@ def _report_patterns() -> list[tuple[str, re.Pattern[str]]]:
 
 
 def _pattern(template: str, field: str) -> re.Pattern[str]:
-    """`template` as a regular expression, each of its fields matching `field`."""
+    """`template` as a regular expression, each of its fields a group of its name matching `field`."""
     parts = Formatter().parse(template)
-    return re.compile("".join(re.escape(text) + (field if name is not None else "") for text, name, _, _ in parts))
+    return re.compile("".join(re.escape(text) + (f"(?P<{name}>{field})" if name else "") for text, name, _, _ in parts))

@@ -11,7 +11,6 @@ equal; absent: fewer; excess: more).
 The wrong reports are counted by the verdict they wrote (`agent.reports.report_outcome`).
 """
 
-import re
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,6 @@ from common import DATA, guarded, machine, parser, save, show, split_file
 
 from agent.session import DEFAULT_MODEL
 
-HEAD_COUNT = re.compile(r"\[人数检测\] 应到(\d+)人, 实到(\d+)人, ")
 KINDS = ("one decade", "one digit", "other decades")
 COMPARISONS = ("normal", "absent", "excess")
 
@@ -46,7 +44,7 @@ def score(model: Path, data: Path, splits: list[str]) -> list[dict[str, Any]]:
     from agent.glm_backend import GLMBackend
     from agent.loading import LoadOptions
     from agent.prompting import Prompting
-    from agent.reports import report_outcome
+    from agent.reports import report_numbers, report_outcome
     from tools.catalog import derived_tools
 
     tools_in_system = Prompting.of(model).tools_in_system
@@ -55,10 +53,10 @@ def score(model: Path, data: Path, splits: list[str]) -> list[dict[str, Any]]:
     for split in splits:
         items, pairs = [], []
         for item in evaluate.items_of(split_file(data, split), tools_in_system):
-            found = HEAD_COUNT.match(str(item.gold)) if item.step == "summarize" else None
-            if found and int(found[1]) > 0:
+            numbers = report_numbers(str(item.gold)) if item.step == "summarize" else {}
+            if numbers.get("expected", 0) > 0:
                 items.append(item)
-                pairs.append((int(found[1]), int(found[2])))
+                pairs.append((numbers["expected"], numbers["persons"]))
         total, written = Counter[tuple[str, str]](), defaultdict[tuple[str, str], Counter[str]](Counter)
         for (expected, persons), scored in zip(pairs, evaluate.run(backend, items), strict=True):
             group = (kind(expected, persons), comparison(expected, persons))

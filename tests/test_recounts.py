@@ -1,17 +1,14 @@
 """Recounts: head-count dialogues with fresh counts, each report the one its observations give, only it learned."""
 
 import json
-import re
 from collections import Counter
 
 import pytest
 
 from agent.chatglm_format import Dialogue, dialogue_messages, read_dialogues
-from agent.reports import outcome, render
+from agent.reports import outcome, render, report_numbers
 from training_data.generate import generate_splits
 from training_data.recounts import NO_ORDER, OUTCOMES, SENDS_NOBODY_SHARE, order_and_detection, recounts
-
-NUMBERS = re.compile(r"\[人数检测\] 应到(\d+)人, 实到(\d+)人, ")
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +37,7 @@ def test_a_recount_reports_its_fresh_counts_and_learns_only_the_report(train):
         order, detection = (observed(dialogue, key) for key in ("expected_workers", "persons"))
         report = dialogue.conversations[-1].content
         assert report == render("人数检测", order, detection)
-        numbers = NUMBERS.match(report)
-        assert numbers and tuple(map(int, numbers.groups())) == (order["expected_workers"], detection["persons"])
+        assert report_numbers(report) == {"expected": order["expected_workers"], "persons": detection["persons"]}
         seen[outcome("人数检测", order, detection)] += 1
         learned = [message.content for message in dialogue_messages(dialogue) if message.loss]
         assert learned == [report]

@@ -4,7 +4,7 @@ from collections import defaultdict
 
 import pytest
 
-from agent.reports import outcome, render, report_outcome
+from agent.reports import outcome, render, report_numbers, report_outcome
 from prompts import load
 
 ORDER = {"site": "济南工地", "date": "2024-05-03", "check": "人数检测", "expected_workers": 47, "leader": "张伟"}
@@ -97,3 +97,12 @@ def test_a_report_is_classified_by_the_template_it_is_written_in():
     templates = load("reports")["outcomes"].values()
     every = {report_outcome(template.format_map(defaultdict(lambda: 17))) for template in templates}
     assert None not in every and len(every) == len(set(templates))
+
+
+def test_a_report_gives_back_the_numbers_it_was_written_with():
+    assert report_numbers(people(34)) == {"expected": 47, "persons": 34}
+    helmets = {"persons": 5, "with_helmet": 3, "without_helmet": 0, "unknown": 2}
+    assert report_numbers(render("安全检查", ORDER, helmets)) == {"persons": 5, "with_helmet": 3, "unknown": 2}
+    assert report_numbers(render("设备检查", ORDER, {"persons": 0, "without_equipment": 0})) == {}
+    assert report_numbers(render("人数检测", {"error": "未找到站点“火星”"}, None)) == {}
+    assert report_numbers("[人数检测] 应到12人, 实到9人, 有人缺勤, 正常出工") == {}
