@@ -16,11 +16,10 @@ import re
 from pathlib import Path
 from typing import Any
 
-from common import DATA, guarded, machine, parser, save, show, split_file
+from common import guarded, machine, parser, save, show, split_file
 
 from agent.chatglm_format import read_dialogues
 from agent.eval_report import ROWS
-from agent.session import DEFAULT_MODEL
 from prompts import load
 
 SPLITS = ("test_seen", "test_unseen")
@@ -78,10 +77,8 @@ def split_database(data: Path, split: str, out: Path) -> Path:
 
 
 def main() -> None:
-    parser_ = parser(__doc__, "accuracy")
-    parser_.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="model folder")
+    parser_ = parser(__doc__, "accuracy", model="model folder", data="folder with the splits (made if missing)")
     parser_.add_argument("--prefix", type=Path, help="a P-tuning v2 adapter: evaluate without and with it")
-    parser_.add_argument("--data", type=Path, default=DATA, help="folder with the splits (made if missing)")
     parser_.add_argument("--splits", nargs="+", choices=SPLITS, default=list(SPLITS), help="splits to score")
     parser_.add_argument("--limit", type=int, help="score only the first N items of each split")
     parser_.add_argument("--latency-samples", type=int, default=50, help="unbatched timings per step (eval.md)")

@@ -17,10 +17,10 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
-from common import DATA, guarded, machine, parser, percentiles, save, show, split_file
+from common import guarded, machine, parser, percentiles, save, show, split_file
 
 from agent.replay import RecordedCall, RecordedTools, recorded_turns
-from agent.session import DEFAULT_MODEL, SessionOptions, open_agent, today_for
+from agent.session import SessionOptions, open_agent, today_for
 from agent.state_machine import Agent, State, Turn
 from tools.context import DEFAULT_DETECTOR, DEMO_DATABASE
 
@@ -118,9 +118,9 @@ def latency_rows(turns: list[Turn], real: dict[str, list[float]]) -> dict[str, d
 
 
 def main() -> None:
-    parser_ = parser(__doc__, "agent_latency")
-    parser_.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="model folder")
-    parser_.add_argument("--data", type=Path, default=DATA, help="folder with test_unseen.jsonl (made if missing)")
+    parser_ = parser(
+        __doc__, "agent_latency", model="model folder", data="folder with test_unseen.jsonl (made if missing)"
+    )
     parser_.add_argument("--requests", type=int, default=200, help="user requests to time")
     parser_.add_argument("--sites", type=int, default=45, help="demo sites to time the real tools on")
     parser_.add_argument("--db", type=Path, default=DEMO_DATABASE, help="database for the real tools")

@@ -17,18 +17,24 @@ from rich.console import Console
 from rich.table import Table
 
 from agent.machine import cpu_model
+from agent.session import DEFAULT_MODEL
 
 PACKAGES = ("torch", "transformers", "peft", "bitsandbytes", "ultralytics", "sentencepiece")
 DATA = Path("runs/data")
 DEMO_IMAGES = Path(__file__).resolve().parent.parent / "data" / "demo" / "images"
 
 
-def parser(doc: str, name: str) -> argparse.ArgumentParser:
-    """The script's argument parser (its docstring's first paragraph as description) with `--out`."""
+def parser(doc: str, name: str, *, model: str = "", data: str = "") -> argparse.ArgumentParser:
+    """The script's argument parser (its docstring's first paragraph as description) with `--out`, and with
+    `--model` (the shipped default) and `--data` (`DATA`) where their help is given."""
     parser = argparse.ArgumentParser(
         description=doc.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
     parser.add_argument("--out", type=report_file, default=Path("runs/bench") / f"{name}.json", help="JSON results")
+    if model:
+        parser.add_argument("--model", type=Path, default=DEFAULT_MODEL, help=model)
+    if data:
+        parser.add_argument("--data", type=Path, default=DATA, help=data)
     return parser
 
 

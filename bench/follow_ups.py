@@ -12,9 +12,7 @@ does: exact when it is the greeting reply, `unexpected_call` when it calls a too
 from pathlib import Path
 from typing import Any
 
-from common import DATA, guarded, machine, parser, save, show, split_file
-
-from agent.session import DEFAULT_MODEL
+from common import guarded, machine, parser, save, show, split_file
 
 SPLITS = {"dev": False, "test_unseen": True}  # split: whether its greetings are held-out frames
 
@@ -48,9 +46,7 @@ def score(model: Path, data: Path, count: int, out: Path) -> list[dict[str, Any]
 
 
 def main() -> None:
-    parser_ = parser(__doc__, "follow_ups")
-    parser_.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="model folder")
-    parser_.add_argument("--data", type=Path, default=DATA, help="folder with the splits (made if missing)")
+    parser_ = parser(__doc__, "follow_ups", model="model folder", data="folder with the splits (made if missing)")
     parser_.add_argument("--count", type=int, default=500, help="follow-ups per split")
     arguments = parser_.parse_args()
     where = machine()

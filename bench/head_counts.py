@@ -15,9 +15,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
-from common import DATA, guarded, machine, parser, save, show, split_file
-
-from agent.session import DEFAULT_MODEL
+from common import guarded, machine, parser, save, show, split_file
 
 KINDS = ("one decade", "one digit", "other decades")
 COMPARISONS = ("normal", "absent", "excess")
@@ -84,9 +82,7 @@ def written_as(written: dict[str, int]) -> str:
 
 
 def main() -> None:
-    parser_ = parser(__doc__, "head_counts")
-    parser_.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="model folder")
-    parser_.add_argument("--data", type=Path, default=DATA, help="folder with the splits (made if missing)")
+    parser_ = parser(__doc__, "head_counts", model="model folder", data="folder with the splits (made if missing)")
     parser_.add_argument("--splits", nargs="+", default=["dev", "test_seen", "test_unseen"], help="splits to score")
     arguments = parser_.parse_args()
     where = machine()

@@ -21,8 +21,6 @@ from typing import Any
 
 from common import guarded, image_folder, machine, parser, save, show
 
-from agent.session import DEFAULT_MODEL
-
 REQUESTS = ("你好", "查查在济南工地人数嘛", "检测在济南工地的安全帽佩戴情况啊", "请输出济南工地的设备检查结果")
 CHECKPOINTS = (100, 250, 500, 1000)
 POLL_SECONDS = 0.1
@@ -60,8 +58,7 @@ def lines_in(path: Path) -> int:
 
 
 def main() -> None:
-    parser_ = parser(__doc__, "memory")
-    parser_.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="language model folder")
+    parser_ = parser(__doc__, "memory", model="language model folder")
     parser_.add_argument("--requests", type=int, default=8, help="requests piped into the chat")
     parser_.add_argument("--images", type=int, default=1000, help="images in the scripted run")
     parser_.add_argument("--site", default="济南工地", help="the site the run's images are said to show")

@@ -13,9 +13,7 @@ import resource
 import tempfile
 from pathlib import Path
 
-from common import DATA, guarded, machine, parser, save, show, split_file, training_speed
-
-from agent.session import DEFAULT_MODEL
+from common import guarded, machine, parser, save, show, split_file, training_speed
 
 MIB = 2**20
 
@@ -29,9 +27,9 @@ def first_dialogues(path: Path, count: int, folder: Path) -> Path:
 
 
 def main() -> None:
-    parser_ = parser(__doc__, "ptuning_cpu")
-    parser_.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="the frozen base model folder")
-    parser_.add_argument("--data", type=Path, default=DATA, help="folder with train.jsonl and dev.jsonl")
+    parser_ = parser(
+        __doc__, "ptuning_cpu", model="the frozen base model folder", data="folder with train.jsonl and dev.jsonl"
+    )
     parser_.add_argument("--steps", type=int, default=30, help="optimizer steps to time")
     parser_.add_argument("--pre-seq-len", type=int, default=128, help="virtual prefix tokens")
     parser_.add_argument("--batch-size", type=int, default=1, help="dialogues per batch")

@@ -19,7 +19,6 @@ from typing import Any
 
 from common import guarded, image_folder, machine, parser, save, show
 
-from agent.session import DEFAULT_MODEL
 from tools.context import DEFAULT_DETECTOR
 from tools.detector_config import ModelSpec
 
@@ -95,12 +94,11 @@ def alternating(rounds: int, bare: Callable[[], float], agent: Callable[[int], d
 
 
 def main() -> None:
-    parser_ = parser(__doc__, "run_throughput")
+    parser_ = parser(__doc__, "run_throughput", model="language model folder")
     parser_.add_argument("--images", type=int, default=90, help="images in the folder (demo images in turn)")
     parser_.add_argument("--rounds", type=int, default=2, help="measurements of each, alternating the order")
     parser_.add_argument("--batch-size", type=int, default=16, help="inspector run --batch-size")
     parser_.add_argument("--site", default="济南工地", help="the site the images are said to show")
-    parser_.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="language model folder")
     parser_.add_argument("--detector", type=Path, default=DEFAULT_DETECTOR, help="whose person model to use")
     arguments = parser_.parse_args()
 

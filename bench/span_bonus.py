@@ -11,9 +11,7 @@ the chosen value goes into the model's `prompting.json` (`span_bonus`; the defau
 from pathlib import Path
 from typing import Any
 
-from common import DATA, guarded, machine, parser, save, show, split_file
-
-from agent.session import DEFAULT_MODEL
+from common import guarded, machine, parser, save, show, split_file
 
 QUOTED = ("site", "date")
 
@@ -46,9 +44,7 @@ def score(model: Path, data: Path, bonus: list[float], limit: int | None) -> lis
 
 
 def main() -> None:
-    parser_ = parser(__doc__, "span_bonus")
-    parser_.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="model folder")
-    parser_.add_argument("--data", type=Path, default=DATA, help="folder with the splits (made if missing)")
+    parser_ = parser(__doc__, "span_bonus", model="model folder", data="folder with the splits (made if missing)")
     parser_.add_argument("--bonus", type=float, nargs="+", default=[0.0, 0.5, 1.0, 1.5, 2.0], help="values to try")
     parser_.add_argument("--limit", type=int, default=600, help="score the first N parse items of dev")
     arguments = parser_.parse_args()
