@@ -156,6 +156,19 @@ def test_tail_loss_is_the_batch_loss(small_tokenizer, with_head):
     assert float(tails) == pytest.approx(float(whole), rel=1e-5)
 
 
+def test_mean_loss_is_the_loss_per_learned_token_of_every_example(small_tokenizer, data_dir):
+    from agent.trainer import batch_loss, mean_loss
+
+    examples = load_examples(data_dir / "train.jsonl", small_tokenizer, 2048)
+    examples[3] = Encoded(examples[3].input_ids * 2, examples[3].labels * 2)  # lengths differ: batched by length
+    model = tiny_glm(small_tokenizer.vocab_size)
+    head = shared_head(examples)
+    batches = [make_batch([example], len(head), small_tokenizer.pad_id) for example in examples]
+    with torch.no_grad():
+        expected = sum(float(batch_loss(model, head, batch)) for batch in batches) / sum(b.tokens for b in batches)
+    assert mean_loss(model, head, examples, small_tokenizer.pad_id, 5) == pytest.approx(expected, rel=1e-5)
+
+
 def test_tail_loss_sends_no_gradient_into_the_context(small_tokenizer):
     from agent.trainer import batch_loss, tail_loss
 
