@@ -52,3 +52,28 @@ def test_the_shipped_default_matches_its_recipe():
     assert recorded == Recipe().__dict__  # `inspector train default` rebuilds exactly this
     assert Prompting.of(DEFAULT_MODEL) == Prompting(False, STAND_INS, Recipe().span_bonus)
     assert sum(f.stat().st_size for f in Path(DEFAULT_MODEL).iterdir()) < 30 * 2**20
+
+
+def test_the_recount_phase_can_train_only_the_top_layers(tmp_path):
+    from safetensors.torch import load_file
+
+    from agent.trainer import CHECKPOINT_DIR
+
+    recipe = replace(TOY, layers=2, recount_layers=1)
+    model = build(tmp_path / "model", recipe, tmp_path / "work")
+    main = load_file(model / CHECKPOINT_DIR / "weights.safetensors")  # the main phase's last step
+    final = load_file(model / "model.safetensors")
+    assert main.keys() == final.keys()
+    frozen = [name for name in main if name.startswith(("model.embed_tokens.", "model.layers.0."))]
+    trained = [name for name in main if name.startswith(("model.layers.1.", "lm_head."))]
+    assert frozen and all((main[name] == final[name]).all() for name in frozen)
+    assert trained and all(not (main[name] == final[name]).all() for name in trained)
+
+
+@pytest.mark.parametrize("layers", [0, 3, -1])
+def test_top_layers_must_be_layers_of_the_model(layers):
+    from agent.default_model import train_only_top
+    from tests.glm_tiny import tiny_glm
+
+    with pytest.raises(ValueError, match="recount_layers must be 1 to 2"):
+        train_only_top(tiny_glm(64, layers=2), layers)
