@@ -64,7 +64,7 @@ class Recipe:
     # `tail_loss`): 1.8x faster phase steps that teach less each (README: a cheaper recount phase).
     recount_tails_only: bool = False
     # The recount phase trains only the top `recount_layers` layers (and the final norm and output); 0: all.
-    # Off in the shipped recipe; 2 was the best probe (README: recount phases on the top layers).
+    # Off in the shipped recipe; 2 was the best probe (README: the candidate's test splits, and more recount phases).
     recount_layers: int = 0
     eval_every: int = 500
     threads: int = 2
