@@ -79,6 +79,10 @@ class Recipe:
     # bench/span_bonus.py's grid on the shipped model's dev split that leaves its dates as they were.
     span_bonus: float = 1.5
 
+    def __post_init__(self) -> None:
+        if not 0 <= self.recount_layers <= self.layers:
+            raise ValueError(f"recount_layers must be 0 (all) to {self.layers}, not {self.recount_layers}")
+
 
 def corpus_texts(train_file: Path) -> list[str]:
     """Every distinct message text of the training split, as the tokenizer should see it."""
@@ -166,8 +170,6 @@ def recount_phase(
 
 def train_only_top(model: Any, layers: int) -> None:
     """Freeze all but the top `layers` decoder layers, the final norm and the output layer."""
-    if not 0 < layers <= len(model.model.layers):
-        raise ValueError(f"recount_layers must be 1 to {len(model.model.layers)}, not {layers}")
     model.requires_grad_(False)
     for module in (*model.model.layers[-layers:], model.model.norm, model.lm_head):
         module.requires_grad_(True)

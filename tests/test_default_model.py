@@ -70,10 +70,7 @@ def test_the_recount_phase_can_train_only_the_top_layers(tmp_path):
     assert trained and all(not (main[name] == final[name]).all() for name in trained)
 
 
-@pytest.mark.parametrize("layers", [0, 3, -1])
-def test_top_layers_must_be_layers_of_the_model(layers):
-    from agent.default_model import train_only_top
-    from tests.glm_tiny import tiny_glm
-
-    with pytest.raises(ValueError, match="recount_layers must be 1 to 2"):
-        train_only_top(tiny_glm(64, layers=2), layers)
+@pytest.mark.parametrize("layers", [3, -1])
+def test_a_recipe_trains_only_layers_it_has(layers):
+    with pytest.raises(ValueError, match="recount_layers must be 0 \\(all\\) to 2"):
+        replace(TOY, layers=2, recount_layers=layers)
