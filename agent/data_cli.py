@@ -16,13 +16,11 @@ DialoguesArgument = Annotated[Path, typer.Argument(help="Dialogues in ChatGLM3's
 
 @data.command()
 def generate(
-    out: Annotated[Path, typer.Option(help="Folder to write train/dev/test_seen/test_unseen JSONL into.")],
+    out: Annotated[Path, typer.Option(help="Folder to write train/dev/test_seen/test_unseen/dev_unseen JSONL into.")],
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives byte-identical files.")] = 0,
-    size: Annotated[
-        int, typer.Option(help="Training dialogues; dev, test_seen and test_unseen get max(200, size/20) each.")
-    ] = 20000,
+    size: Annotated[int, typer.Option(help="Training dialogues; each other split gets max(200, size/20).")] = 20000,
 ) -> None:
-    """Write the inspector's ChatGLM3 fine-tuning data (four splits) and print per-split statistics."""
+    """Write the inspector's ChatGLM3 fine-tuning data (five splits) and print per-split statistics."""
     from training_data.generate import generate_splits
 
     generate_splits(out, seed=seed, size=size)

@@ -8,12 +8,12 @@ import typer
 
 from agent.errors import UserError
 
-SPLITS = ("test_seen", "test_unseen", "dev")
+SPLITS = ("test_seen", "test_unseen", "dev", "dev_unseen")
 
 
 def evaluate(
     model: Annotated[Path, typer.Option(help="Model folder (native GLM with tokenizer.model).")],
-    split: Annotated[str, typer.Option(help="test_seen, test_unseen or dev.")] = "test_unseen",
+    split: Annotated[str, typer.Option(help="test_seen, test_unseen, dev or dev_unseen.")] = "test_unseen",
     data: Annotated[Path, typer.Option(help="Folder written by `inspector data generate`.")] = Path("runs/data"),
     out: Annotated[Path, typer.Option(help="Folder for eval.json and eval.md.")] = Path("runs/eval"),
     prefix: Annotated[Path | None, typer.Option(help="A P-tuning v2 adapter folder to load on the model.")] = None,

@@ -1,12 +1,12 @@
 """A greeting after a finished check: is it answered as a greeting, or does the model run a check again?
 
-    .venv/bin/python bench/follow_ups.py                   # the shipped default, dev and test_unseen
+    .venv/bin/python bench/follow_ups.py                   # the shipped default, dev, test_unseen, dev_unseen
     .venv/bin/python bench/follow_ups.py --model DIR --count 300
 
 The generated splits greet only at a dialogue's start. Each split's dialogues that ran a tool get a greeting of
 that split's own frames afterwards (training_data/follow_ups.py: seen frames for dev, held-out ones for
-test_unseen), and the model writes the message after it, teacher-forced and constrained as `inspector eval`
-does: exact when it is the greeting reply, `unexpected_call` when it calls a tool.
+test_unseen and dev_unseen), and the model writes the message after it, teacher-forced and constrained as
+`inspector eval` does: exact when it is the greeting reply, `unexpected_call` when it calls a tool.
 """
 
 from pathlib import Path
@@ -14,7 +14,7 @@ from typing import Any
 
 from common import guarded, machine, parser, save, show, split_file
 
-SPLITS = {"dev": False, "test_unseen": True}  # split: whether its greetings are held-out frames
+SPLITS = {"dev": False, "test_unseen": True, "dev_unseen": True}  # split: whether its greetings are held-out frames
 
 
 def score(model: Path, data: Path, count: int, out: Path) -> list[dict[str, Any]]:

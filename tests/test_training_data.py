@@ -16,13 +16,14 @@ from agent.reports import CHECKS, DETECTOR_FOR, outcome, render
 from prompts import load as load_prompts
 from tools.catalog import tool_descriptions
 from tools.imports import capture_time
+from training_data import generate
 from training_data.dialogues import outcomes_of
-from training_data.generate import CONFIG_FILE, SPLITS, GenerateConfig, generate_splits
+from training_data.generate import CONFIG_FILE, HELD_OUT, SPLITS, GenerateConfig, generate_splits, make_splits
 from training_data.observations import DETECTION_FAILURES, EQUIPMENT_FAILURE, QUERY_FAILURES
 from training_data.sites import gazetteer
 from training_data.templates import FAMILIES, templates
 
-SIZE = 6000  # dev and test splits get 300 dialogues each
+SIZE = 6000  # every other split gets 300 dialogues
 WORK_ORDER_KEYS = ["site", "date", "check", "expected_workers", "leader", "equipment"]
 DETECTION_KEYS = {
     "count_people": ["image", "persons"],
@@ -136,7 +137,7 @@ def failure_kind(observation: dict) -> str:
 
 
 def test_sizes_and_config(out, splits):
-    assert [len(splits[split]) for split in SPLITS] == [SIZE, 300, 300, 300]
+    assert [len(splits[split]) for split in SPLITS] == [SIZE, 300, 300, 300, 300]
     config = GenerateConfig.load(out / CONFIG_FILE)
     assert config == GenerateConfig.for_size(seed=7, size=SIZE)
     assert GenerateConfig.for_size(seed=1, size=20000).eval_size == 1000
@@ -180,7 +181,7 @@ def test_kinds(splits):
 
 
 def test_every_template_and_outcome_is_covered(splits):
-    for held_out, split in ((False, "train"), (True, "test_unseen")):
+    for held_out, split in ((False, "train"), (True, "test_unseen"), (True, "dev_unseen")):
         used = {template for dialogue in splits[split] for template in dialogue["meta"]["templates"]}
         for family in FAMILIES:
             assert {template.id for template in templates(family, held_out=held_out)} <= used, (split, family)
@@ -209,7 +210,8 @@ def test_frame_words_are_not_tied_to_a_check(splits):
     assert all(checks == set(CHECKS) for checks in checks_of.values())
 
 
-def test_test_unseen_shares_no_template_or_site_with_train(splits):
+@pytest.mark.parametrize("held_out", sorted(HELD_OUT))
+def test_held_out_splits_share_no_template_or_site_with_train(splits, held_out):
     def used(split: str, key: str) -> set[str]:
         return {value for dialogue in splits[split] for value in dialogue["meta"][key]}
 
@@ -221,9 +223,9 @@ def test_test_unseen_shares_no_template_or_site_with_train(splits):
             if turn["role"] == "tool"
         }
 
-    assert not used("test_unseen", "templates") & used("train", "templates")
-    assert not used("test_unseen", "sites") & (used("train", "sites") | arguments("train"))
-    assert not arguments("test_unseen") & used("train", "sites")
+    assert not used(held_out, "templates") & used("train", "templates")
+    assert not used(held_out, "sites") & (used("train", "sites") | arguments("train"))
+    assert not arguments(held_out) & used("train", "sites")
     for split in ("dev", "test_seen"):
         assert used(split, "templates") <= used("train", "templates")
     assert used("train", "sites") & set(gazetteer(held_out=False))
@@ -276,6 +278,15 @@ def test_noise_is_recorded_and_arguments_are_what_was_heard(splits):
             assert (site == dialogue["meta"]["sites"][0]) != site_noise
 
 
+def test_dev_unseen_comes_last_and_leaves_the_other_splits_as_they_were(monkeypatch):
+    config = GenerateConfig.for_size(seed=5, size=300)
+    five = make_splits(config)
+    monkeypatch.setattr(generate, "SPLITS", SPLITS[:-1])
+    four = make_splits(config)
+    assert SPLITS[-1] == "dev_unseen" and list(four) == list(SPLITS[:-1])
+    assert four == {split: five[split] for split in four}
+
+
 def test_same_seed_same_bytes_other_seed_other_data(tmp_path):
     for name in ("a", "b"):
         generate_splits(tmp_path / name, seed=3, size=50)
@@ -285,7 +296,7 @@ def test_same_seed_same_bytes_other_seed_other_data(tmp_path):
     assert read(tmp_path / "a" / "train.jsonl") != read(tmp_path / "c" / "train.jsonl")
 
 
-def test_cli_writes_the_four_splits_and_prints_statistics(tmp_path):
+def test_cli_writes_every_split_and_prints_statistics(tmp_path):
     result = CliRunner().invoke(app, ["data", "generate", "--out", str(tmp_path / "d"), "--seed", "1", "--size", "40"])
     assert result.exit_code == 0, result.output
     assert sorted(path.name for path in (tmp_path / "d").iterdir()) == sorted(

@@ -1,9 +1,11 @@
-"""Write the four splits as ChatGLM3 fine-tuning JSONL, save the generation config, print statistics.
+"""Write the five splits as ChatGLM3 fine-tuning JSONL, save the generation config, print statistics.
 
-train, dev and test_seen use the seen frames and sites; test_unseen only held-out frames and held-out site
-names. Splits are made in that order from one `random.Random(seed)`, and a dialogue whose conversation
-already occurs in an earlier split is drawn again, so no dialogue is in two splits. Only the training
-split's site stems are lengthened, by a generator of their own (training_data/sites.py).
+train, dev and test_seen use the seen frames and sites; test_unseen and dev_unseen only held-out frames and
+held-out site names (dev_unseen: for choosing between models without looking at test_unseen). Splits are made
+in that order from one `random.Random(seed)`, and a dialogue whose conversation already occurs in an earlier
+split is drawn again, so no dialogue is in two splits; dev_unseen comes last, so the four splits before it are
+what they were before it existed. Only the training split's site stems are lengthened, by a generator of their
+own (training_data/sites.py).
 """
 
 import json
@@ -23,10 +25,11 @@ from agent.reports import CHECKS
 from tools.catalog import tool_descriptions
 from training_data.dialogues import KIND_CARDS, DialogueMaker
 
-SPLITS = ("train", "dev", "test_seen", "test_unseen")
+SPLITS = ("train", "dev", "test_seen", "test_unseen", "dev_unseen")
+HELD_OUT = frozenset({"test_unseen", "dev_unseen"})  # splits of held-out frames and site names
 CONFIG_FILE = "generate.json"
 MIN_EVAL_SIZE = 200
-EVAL_FRACTION = 20  # dev and test splits hold max(MIN_EVAL_SIZE, size // EVAL_FRACTION) dialogues each
+EVAL_FRACTION = 20  # every split but train holds max(MIN_EVAL_SIZE, size // EVAL_FRACTION) dialogues each
 
 
 @dataclass(frozen=True)
@@ -66,7 +69,7 @@ class Example:
 
 
 def generate_splits(out: Path, *, seed: int, size: int) -> None:
-    """Write train/dev/test_seen/test_unseen.jsonl and generate.json into `out`; print per-split statistics."""
+    """Write each split's JSONL (`<split>.jsonl`) and generate.json into `out`; print per-split statistics."""
     config = GenerateConfig.for_size(seed=seed, size=size)
     with writing_into(out):
         out.mkdir(parents=True, exist_ok=True)
@@ -98,7 +101,7 @@ def make_splits(config: GenerateConfig) -> dict[str, list[Example]]:
     splits: dict[str, list[Example]] = {}
     for split in SPLITS:
         lengthen = random.Random(f"train-stems-{config.seed}") if split == "train" else None
-        maker = DialogueMaker(rng, held_out=split == "test_unseen", taken=taken, lengthen=lengthen)
+        maker = DialogueMaker(rng, held_out=split in HELD_OUT, taken=taken, lengthen=lengthen)
         examples: list[Example] = []
         while len(examples) < config.split_size(split):
             dialogue = maker.make()
