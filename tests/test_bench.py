@@ -148,7 +148,7 @@ def test_follow_ups(tmp_path, data, quiet_model, monkeypatch):
     arguments = ["--model", quiet_model, "--data", data, "--count", 2, "--out", out]
     run_script("follow_ups", *arguments, monkeypatch=monkeypatch)
     report = written(out)
-    assert [(r["split"], r["items"]) for r in report["results"]] == [("dev", 2), ("test_unseen", 2)]
+    assert [(r["split"], r["items"]) for r in report["results"]] == [("dev", 2), ("test_unseen", 2), ("dev_unseen", 2)]
     assert all(0 <= r["exact"] <= 1 for r in report["results"])
     assert (tmp_path / "follow_ups" / "dev.jsonl").is_file()
 
