@@ -66,6 +66,10 @@ class Recipe:
     # The recount phase trains only the top `recount_layers` layers (and the final norm and output); 0: all.
     # Off in the shipped recipe; 2 was the best probe (README: the candidate's test splits, and more recount phases).
     recount_layers: int = 0
+    # The phase's batches of plain dialogues are new ones, drawn as the training split's are (after every
+    # split: training_data/generate.py `MORE`), instead of a sample of the training split seen again. Off in the
+    # shipped recipe (README: fresh dialogues in the recount phase).
+    recount_fresh: bool = False
     eval_every: int = 500
     threads: int = 2
     # The tools' JSON is ~760 of each example's ~930 tokens; the task-trained model learns the tools from
@@ -147,7 +151,10 @@ def recount_phase(
     made = recounts(split, recipe.seed, count) + follow_ups(split, recipe.seed, following)
     alternates = data / "recount_phase.jsonl"
     alternates.write_text("".join(f"{d.model_dump_json()}\n" for d in made), encoding="utf-8")
-    sample = random.Random(f"recount-phase-{recipe.seed}").sample(train, dialogues)
+    if recipe.recount_fresh:
+        sample = fresh_dialogues(recipe, dialogues, tokenizer, data / "recount_fresh.jsonl")
+    else:
+        sample = random.Random(f"recount-phase-{recipe.seed}").sample(train, dialogues)
     phase = replace(
         config,
         out=str(work / RECOUNT_DIR),
@@ -166,6 +173,17 @@ def recount_phase(
     trainer = Trainer(phase, model, tokenizer, sample, dev, console, alternate)
     trainer.resume()
     trainer.run()
+
+
+def fresh_dialogues(recipe: Recipe, count: int, tokenizer: GLMTokenizer, path: Path) -> list[Encoded]:
+    """`count` training dialogues in no split (written to `path`), encoded with the training split's practice."""
+    from agent.examples import load_examples
+    from training_data.generate import MORE, GenerateConfig, make_splits, write_examples
+
+    config = GenerateConfig.for_size(seed=recipe.seed, size=recipe.data_size)
+    write_examples(path, make_splits(config, more=count)[MORE])
+    practice = Practice(recipe.stand_in_share, recipe.stand_in_most, recipe.seed)
+    return load_examples(path, tokenizer, recipe.context, recipe.tools_in_system, practice)
 
 
 def train_only_top(model: Any, layers: int) -> None:

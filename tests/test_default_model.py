@@ -70,6 +70,17 @@ def test_the_recount_phase_can_train_only_the_top_layers(tmp_path):
     assert trained and all(not (main[name] == final[name]).all() for name in trained)
 
 
+def test_the_recount_phase_can_learn_from_fresh_dialogues(tmp_path):
+    recipe = replace(TOY, recount_fresh=True)
+    build(tmp_path / "model", recipe, tmp_path / "work")
+    data = tmp_path / "work" / "data"
+    fresh = read_dialogues(data / "recount_fresh.jsonl")
+    assert len(fresh) == (recipe.recount_steps + 1) // 2 * recipe.batch_size
+    split = {json.dumps(dialogue.model_dump()["conversations"]) for dialogue in read_dialogues(data / "train.jsonl")}
+    assert all(json.dumps(dialogue.model_dump()["conversations"]) not in split for dialogue in fresh)
+    assert {dialogue.meta["split"] for dialogue in fresh} == {"train_more"}
+
+
 @pytest.mark.parametrize("layers", [3, -1])
 def test_a_recipe_trains_only_layers_it_has(layers):
     with pytest.raises(ValueError, match="recount_layers must be 0 \\(all\\) to 2"):

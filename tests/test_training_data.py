@@ -18,7 +18,16 @@ from tools.catalog import tool_descriptions
 from tools.imports import capture_time
 from training_data import generate
 from training_data.dialogues import outcomes_of
-from training_data.generate import CONFIG_FILE, HELD_OUT, SPLITS, GenerateConfig, generate_splits, make_splits
+from training_data.generate import (
+    CONFIG_FILE,
+    HELD_OUT,
+    MORE,
+    SPLITS,
+    Example,
+    GenerateConfig,
+    generate_splits,
+    make_splits,
+)
 from training_data.observations import DETECTION_FAILURES, EQUIPMENT_FAILURE, QUERY_FAILURES
 from training_data.sites import gazetteer
 from training_data.templates import FAMILIES, templates
@@ -285,6 +294,26 @@ def test_dev_unseen_comes_last_and_leaves_the_other_splits_as_they_were(monkeypa
     four = make_splits(config)
     assert SPLITS[-1] == "dev_unseen" and list(four) == list(SPLITS[:-1])
     assert four == {split: five[split] for split in four}
+
+
+def composed(examples: list[Example]) -> set[str]:
+    """The composed site names of `examples`."""
+    pairs = (zip(e.meta["sites"], e.meta["site_sources"], strict=True) for e in examples)
+    return {site for sites in pairs for site, source in sites if source == "composed"}
+
+
+def test_more_training_dialogues_are_in_no_split_and_change_none():
+    config = GenerateConfig.for_size(seed=5, size=300)
+    splits = make_splits(config)
+    more = make_splits(config, more=120)
+    assert list(more) == [*SPLITS, MORE] and len(more[MORE]) == 120
+    assert {split: more[split] for split in SPLITS} == splits
+    earlier = {example.conversations for examples in splits.values() for example in examples}
+    assert not earlier & {example.conversations for example in more[MORE]}
+
+    assert composed(more[MORE]) and not composed(more[MORE]) & composed([e for s in splits.values() for e in s])
+    frames = {template for example in splits["train"] for template in example.meta["templates"]}
+    assert {template for example in more[MORE] for template in example.meta["templates"]} <= frames
 
 
 def test_same_seed_same_bytes_other_seed_other_data(tmp_path):

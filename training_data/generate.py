@@ -27,6 +27,8 @@ from training_data.dialogues import KIND_CARDS, DialogueMaker
 
 SPLITS = ("train", "dev", "test_seen", "test_unseen", "dev_unseen")
 HELD_OUT = frozenset({"test_unseen", "dev_unseen"})  # splits of held-out frames and site names
+MORE = "train_more"  # training dialogues made after every split (make_splits)
+LENGTHENED = frozenset({"train", MORE})  # splits whose site stems are lengthened
 CONFIG_FILE = "generate.json"
 MIN_EVAL_SIZE = 200
 EVAL_FRACTION = 20  # every split but train holds max(MIN_EVAL_SIZE, size // EVAL_FRACTION) dialogues each
@@ -74,15 +76,19 @@ def generate_splits(out: Path, *, seed: int, size: int) -> None:
     with writing_into(out):
         out.mkdir(parents=True, exist_ok=True)
     splits = make_splits(config)
-    tools = json.dumps(tool_descriptions(), ensure_ascii=False)
     with writing_into(out):
         for split, examples in splits.items():
-            lines = "".join(example.line(tools) for example in examples)
-            (out / f"{split}.jsonl").write_text(lines, encoding="utf-8", newline="\n")
+            write_examples(out / f"{split}.jsonl", examples)
         config.save(out / CONFIG_FILE)
     console = Console()
     console.print(statistics(splits))
     console.print(f"wrote {', '.join(f'{split}.jsonl' for split in splits)} and {CONFIG_FILE} to {out}")
+
+
+def write_examples(path: Path, examples: list[Example]) -> None:
+    """`examples` as JSONL lines with the tools' descriptions."""
+    tools = json.dumps(tool_descriptions(), ensure_ascii=False)
+    path.write_text("".join(example.line(tools) for example in examples), encoding="utf-8", newline="\n")
 
 
 @contextmanager
@@ -94,16 +100,19 @@ def writing_into(out: Path) -> Iterator[None]:
         raise UserError(f"cannot write the training data into {out}: {err.strerror} ({err.filename})") from None
 
 
-def make_splits(config: GenerateConfig) -> dict[str, list[Example]]:
+def make_splits(config: GenerateConfig, more: int = 0) -> dict[str, list[Example]]:
+    """Every split, and with `more` that many dialogues more drawn as the training split's are (`MORE`), after
+    all of them: in no split, and leaving every split as it is without them."""
     rng = random.Random(config.seed)
     taken: set[str] = set()  # composed site names, each used once over all splits
     earlier: set[str] = set()  # conversations of the splits made so far
     splits: dict[str, list[Example]] = {}
-    for split in SPLITS:
-        lengthen = random.Random(f"train-stems-{config.seed}") if split == "train" else None
+    sizes = {split: config.split_size(split) for split in SPLITS} | ({MORE: more} if more else {})
+    for split, size in sizes.items():
+        lengthen = random.Random(f"{split}-stems-{config.seed}") if split in LENGTHENED else None
         maker = DialogueMaker(rng, held_out=split in HELD_OUT, taken=taken, lengthen=lengthen)
         examples: list[Example] = []
-        while len(examples) < config.split_size(split):
+        while len(examples) < size:
             dialogue = maker.make()
             conversations = json.dumps(dialogue["conversations"], ensure_ascii=False)
             if conversations not in earlier:
