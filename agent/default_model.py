@@ -68,7 +68,7 @@ class Recipe:
     recount_layers: int = 0
     # The phase's batches of plain dialogues are new ones, drawn as the training split's are (after every
     # split: training_data/generate.py `MORE`), instead of a sample of the training split seen again. Off in the
-    # shipped recipe (README: fresh dialogues in the recount phase).
+    # shipped recipe (README: a held-out development split, and fresh dialogues in the recount phase).
     recount_fresh: bool = False
     eval_every: int = 500
     threads: int = 2

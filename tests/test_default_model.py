@@ -81,6 +81,18 @@ def test_the_recount_phase_can_learn_from_fresh_dialogues(tmp_path):
     assert {dialogue.meta["split"] for dialogue in fresh} == {"train_more"}
 
 
+def test_how_often_the_dev_split_is_scored_leaves_the_weights_as_they_are(tmp_path):
+    from safetensors.torch import load_file
+
+    recipe = replace(TOY, max_steps=4, eval_every=4)
+    models = [
+        build(tmp_path / str(every) / "model", replace(recipe, eval_every=every), tmp_path / str(every))
+        for every in (4, 1)
+    ]
+    weights = [load_file(model / "model.safetensors") for model in models]
+    assert all((weights[0][name] == weights[1][name]).all() for name in weights[0])
+
+
 @pytest.mark.parametrize("layers", [3, -1])
 def test_a_recipe_trains_only_layers_it_has(layers):
     with pytest.raises(ValueError, match="recount_layers must be 0 \\(all\\) to 2"):
