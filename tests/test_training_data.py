@@ -310,7 +310,6 @@ def test_more_training_dialogues_are_in_no_split_and_change_none():
     assert {split: more[split] for split in SPLITS} == splits
     earlier = {example.conversations for examples in splits.values() for example in examples}
     assert not earlier & {example.conversations for example in more[MORE]}
-
     assert composed(more[MORE]) and not composed(more[MORE]) & composed([e for s in splits.values() for e in s])
     frames = {template for example in splits["train"] for template in example.meta["templates"]}
     assert {template for example in more[MORE] for template in example.meta["templates"]} <= frames
