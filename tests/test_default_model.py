@@ -21,15 +21,20 @@ TOY = replace(TOY, recount_steps=2, recount_batch_size=6, recount_warmup_steps=1
 TOY = replace(TOY, recount_tails_only=True)  # off in the shipped recipe
 
 
+def same_weights(first: Path, second: Path) -> bool:
+    """Whether two model folders hold bit-identical weights under the same names."""
+    from safetensors.torch import load_file
+
+    a, b = (load_file(model / "model.safetensors") for model in (first, second))
+    return a.keys() == b.keys() and all((a[name] == b[name]).all() for name in a)
+
+
 def test_build_is_deterministic(tmp_path):
     import torch
-    from safetensors.torch import load_file
 
     first = build(tmp_path / "a" / "model", TOY, tmp_path / "a" / "work")
     second = build(tmp_path / "b" / "model", TOY, tmp_path / "b" / "work")
-    weights = [load_file(model / "model.safetensors") for model in (first, second)]
-    assert weights[0].keys() == weights[1].keys()
-    assert all((weights[0][k] == weights[1][k]).all() for k in weights[0])
+    assert same_weights(first, second)
     for name in ("config.json", "tokenizer.model", "train_config.json", "loss_curve.png", RECIPE_FILE, RECOUNT_LOG):
         assert (first / name).is_file(), name
     built = json.loads((first / BUILD_FILE).read_text(encoding="utf-8"))
@@ -82,15 +87,12 @@ def test_the_recount_phase_can_learn_from_fresh_dialogues(tmp_path):
 
 
 def test_how_often_the_dev_split_is_scored_leaves_the_weights_as_they_are(tmp_path):
-    from safetensors.torch import load_file
-
     recipe = replace(TOY, max_steps=4, eval_every=4)
     models = [
         build(tmp_path / str(every) / "model", replace(recipe, eval_every=every), tmp_path / str(every))
         for every in (4, 1)
     ]
-    weights = [load_file(model / "model.safetensors") for model in models]
-    assert all((weights[0][name] == weights[1][name]).all() for name in weights[0])
+    assert same_weights(*models)
 
 
 @pytest.mark.parametrize("layers", [3, -1])
