@@ -2,9 +2,9 @@
 
 A build of the default model is bit for bit the same only on the same kind of CPU: the matrix and vector
 kernels chosen for a CPU round differently, the differences grow through training, and the build ends
-elsewhere (README: how much). The capability torch reports is not the whole of it (an AMD EPYC and an Intel
-Xeon both ran AVX512 and still differed: the BLAS and oneDNN kernels behind it choose per CPU). So each build
-records where it ran, beside its recipe.
+elsewhere (docs/default_model_history.md: how much a build varies). The capability torch reports is not the
+whole of it (an AMD EPYC and an Intel Xeon both ran AVX512 and still differed: the BLAS and oneDNN kernels
+behind it choose per CPU). So each build records where it ran, beside its recipe.
 """
 
 import os

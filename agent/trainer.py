@@ -1,12 +1,12 @@
 """The training loop, shared by full fine-tuning and P-tuning v2.
 
-The loss is ChatGLM3's: the mean cross-entropy over the tokens the format module labels. Each batch runs
-the shared head (the tools' system message, after the P-tuning virtual tokens if any) once, with gradients,
-and the rest of its examples on top of it. A second source of examples (`alternate`) can take every other
-batch, in batches of its own size: a skill the main data holds few examples of then gets whole steps of its
-own, which mixing its examples into the main batches does not give (README: recounts). Checkpoints hold the
-trainable weights, the optimizer and the position in the seeded data order, so a resumed run continues
-exactly where the interrupted one was.
+The loss is ChatGLM3's: the mean cross-entropy over the tokens the format module labels. Each batch runs the
+shared head (the tools' system message, after the P-tuning virtual tokens if any) once, with gradients, and
+the rest of its examples on top of it. A second source of examples (`alternate`) can take every other batch,
+in batches of its own size: a skill the main data holds few examples of then gets whole steps of its own,
+which mixing its examples into the main batches does not give (docs/default_model_history.md: recounts).
+Checkpoints hold the trainable weights, the optimizer and the position in the seeded data order, so a resumed
+run continues exactly where the interrupted one was.
 """
 
 import json
@@ -81,7 +81,7 @@ def tail_loss(model: Any, head: list[int], examples: list[Encoded], pad_id: int)
     label; the rest is its tail. The contexts run as one right-padded batch under `no_grad`, and the tails
     on top of their keys and values, with gradients: the loss is the same, but only the tails' own
     computation (and the shared head's) learns, at a fraction of the cost when the tails are short — a
-    recount's context is ~157 tokens, its report ~34 (README: a cheaper recount phase).
+    recount's context is ~157 tokens, its report ~34 (docs/default_model_history.md: a cheaper recount phase).
     """
     import torch
 

@@ -18,7 +18,6 @@ from prompts import load
 TOY = replace(Recipe(), data_size=40, merges=50, hidden=32, layers=1, heads=2, ffn=64, context=1024)
 TOY = replace(TOY, batch_size=4, max_steps=3, eval_every=3, warmup_steps=1)
 TOY = replace(TOY, recount_steps=2, recount_batch_size=6, recount_warmup_steps=1)
-TOY = replace(TOY, recount_tails_only=True)  # off in the shipped recipe
 
 
 def same_weights(first: Path, second: Path) -> bool:
@@ -76,11 +75,10 @@ def test_the_recount_phase_can_train_only_the_top_layers(tmp_path):
 
 
 def test_the_recount_phase_can_learn_from_fresh_dialogues(tmp_path):
-    recipe = replace(TOY, recount_fresh=True)
-    build(tmp_path / "model", recipe, tmp_path / "work")
+    build(tmp_path / "model", TOY, tmp_path / "work")  # the shipped recipe's fresh dialogues, at toy size
     data = tmp_path / "work" / "data"
     fresh = read_dialogues(data / "recount_fresh.jsonl")
-    assert len(fresh) == (recipe.recount_steps + 1) // 2 * recipe.batch_size
+    assert len(fresh) == (TOY.recount_steps + 1) // 2 * TOY.batch_size
     split = {json.dumps(dialogue.model_dump()["conversations"]) for dialogue in read_dialogues(data / "train.jsonl")}
     assert all(json.dumps(dialogue.model_dump()["conversations"]) not in split for dialogue in fresh)
     assert {dialogue.meta["split"] for dialogue in fresh} == {"train_more"}

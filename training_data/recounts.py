@@ -1,18 +1,18 @@
 """Recounts: head-count dialogues of the training split again, with fresh counts and only the report learned.
 
-A head count's report ends in a verdict that compares the two numbers it has just written (应到 / 实到):
-equal, fewer or more. In the generated data that comparison is a few tokens of about one dialogue in four,
-and the small default model learns to copy both numbers long before it learns to compare them (README: the
-head-count verdict). A recount is one such dialogue as it was — the inspector's words, the calls, the
-observations in the real tools' shapes — with the two counts drawn again for a crew that is complete,
-short or over (chosen uniformly; the generator's own `counts`: close calls half the time), the report
-rendered from them by `agent.reports.render`, and every turn but that report marked `"loss": false`, so
-the calls it repeats are not learned twice. One recount in 8 is instead an order that sends nobody:
+A head count's report ends in a verdict that compares the two numbers it has just written (应到 / 实到): equal,
+fewer or more. In the generated data that comparison is a few tokens of about one dialogue in four, and the
+small default model learns to copy both numbers long before it learns to compare them
+(docs/default_model_history.md: the head-count verdict). A recount is one such dialogue as it was — the
+inspector's words, the calls, the observations in the real tools' shapes — with the two counts drawn again for
+a crew that is complete, short or over (chosen uniformly; the generator's own `counts`: close calls half the
+time), the report rendered from them by `agent.reports.render`, and every turn but that report marked
+`"loss": false`, so the calls it repeats are not learned twice. One recount in 8 is instead an order that sends nobody:
 0 expected workers with the order's leader and equipment kept and a crew on the image, reported as work
-without an order. The demo database has such orders; the generated days without an order never name a
-leader, and the model trained without these recounts read them as complete crews. The generated days
-without an order themselves are not recounted: a recount phase that drew them did worse on the crews
-(README: recounts).
+without an order. The demo database has such orders; the generated days without an order never name a leader,
+and the model trained without these recounts read them as complete crews. The generated days without an order
+themselves are not recounted: a recount phase that drew them did worse on the crews
+(docs/default_model_history.md: recounts).
 """
 
 import random
