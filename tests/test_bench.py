@@ -135,12 +135,21 @@ def test_accuracy(tmp_path, data, quiet_model, monkeypatch):
     assert (tmp_path / "accuracy" / "test_unseen" / "eval.md").is_file()
 
 
-def test_span_bonus(tmp_path, data, quiet_model, monkeypatch):
+@pytest.mark.parametrize("split", ["dev", "dev_unseen"])
+def test_span_bonus(tmp_path, data, quiet_model, monkeypatch, split):
     out = tmp_path / "span_bonus.json"
-    arguments = ["--model", quiet_model, "--data", data, "--limit", 2, "--bonus", 0, 1, "--out", out]
+    arguments = ["--model", quiet_model, "--data", data, "--split", split, "--limit", 2, "--bonus", 0, 1, "--out", out]
     run_script("span_bonus", *arguments, monkeypatch=monkeypatch)
     report = written(out)
     assert [r["bonus"] for r in report["results"]] == [0, 1] and report["results"][0]["items"] == 2
+    assert report["split"] == split
+
+
+def test_span_bonus_is_never_tuned_on_a_test_split(tmp_path, data, quiet_model, monkeypatch):
+    arguments = ["--model", quiet_model, "--data", data, "--split", "test_seen"]
+    with pytest.raises(SystemExit) as refused:
+        run_script("span_bonus", *arguments, monkeypatch=monkeypatch)
+    assert refused.value.code == 2  # argparse: not one of the choices
 
 
 def test_follow_ups(tmp_path, data, quiet_model, monkeypatch):
