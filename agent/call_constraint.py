@@ -26,7 +26,8 @@ otherwise retype a long file name or a list of sites from memory.
 A turn is about one site on one day (the agent refuses a request naming two sites, and every call of a turn
 in the data names the same ones): a quoted argument that a call earlier in the turn gave, and that its tool
 answered without an error, is repeated as given — where the model would otherwise look the name up again and
-could cut it (`济南历下`, then `济南历`).
+could cut it (`济南历下`, then `济南历`) — and an optional argument those calls did not give is not added
+(`count_people(site='济南历下', date='查')` after a work order asked without a date).
 
 Between values a call follows its grammar: `, name='` for an argument of its tool not yet named, or `)` once
 its required arguments are in (a repeated keyword, or free text there, would not even parse).
@@ -205,8 +206,14 @@ class CallConstraint:
         quoted = Quotes(errors, error_lead(), vocabulary) if errors else None
         given = self.given(turn)
         repeated = {key: Rule((given[key[1]],)) for key, rule in self.rules.items() if rule.quoted and key[1] in given}
-        constraint = CallConstraint(self.arguments, {**self.rules, **repeated}) if repeated else self
+        constraint = CallConstraint(self.without_absent(given), {**self.rules, **repeated}) if repeated else self
         return ConversationConstraint(constraint, vocabulary, words, numbers, quoted, restore)
+
+    def without_absent(self, given: dict[str, bytes]) -> dict[str, tuple[frozenset[str], frozenset[str]]]:
+        """Every tool's arguments less the optional ones that the turn's answered calls did not give: a check's
+        calls are for one site on one day, so a work order asked without a date is not followed by a dated
+        detection, nor by one of an image (no call in the training data names one)."""
+        return {tool: (required | (known & set(given)), required) for tool, (known, required) in self.arguments.items()}
 
     def given(self, turn: list[Message]) -> dict[str, bytes]:
         """The quoted values of the turn's calls so far whose tool answered without an error, by argument."""

@@ -311,6 +311,16 @@ def test_a_later_call_of_the_turn_repeats_the_quoted_values_an_answered_call_gav
     assert any(piece.startswith(b"'") for piece in allowed(failed, later + "济南历")), "an error frees the value"
     assert any(piece.startswith(b"'") for piece in allowed(answered[:1], later + "济南历")), "a turn's first call"
 
+    def after_site(messages: list[Message]) -> list[bytes]:
+        return allowed(messages, later + "济南历下'")
+
+    assert all(piece.startswith(b")") for piece in after_site(answered)), "no argument the turn's calls did not give"
+    assert any(piece.startswith(b",") for piece in after_site(failed)), "after an error the call may name what it likes"
+    asked = ToolCall("query_work_order", {"site": "济南历下", "check": "人数检测", "date": "昨天"})
+    dated = [Message("user", "查查济南历下昨天人数"), call_message(asked), answered[2]]
+    assert any(piece.startswith(b",") for piece in after_site(dated)), "a date the turn gave may follow"
+    assert all("昨天".encode().startswith(piece) for piece in allowed(dated, later + "济南历下', date='"))
+
 
 def spans(*scored: tuple[str, float, float]) -> list[Span]:
     return [Span(text.encode(), [], raw, score) for text, raw, score in scored]
