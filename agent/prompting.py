@@ -5,8 +5,10 @@ default. A small model trained on this task alone can learn the tools from the d
 system message out then saves most of each prompt. A model whose tokenizer lacks characters names the
 `stand_ins` it reads them as (agent/stand_ins.py). `span_bonus` is the log-probability constrained decoding
 adds per character of a quoted span the model could copy (agent/glm_backend.py), tuned on the model's own dev
-split (bench/span_bonus.py). All are recorded in `prompting.json`; a folder without one (a converted
-ChatGLM3 checkpoint) gets ChatGLM3's convention, no stand-ins and no bonus.
+split (bench/span_bonus.py). `fresh_after_check`: a request after a finished check is prompted as a
+conversation of its own (agent/memory.py), for a model that handles a request worse after one than alone.
+All are recorded in `prompting.json`; a folder without one (a converted ChatGLM3 checkpoint) gets ChatGLM3's
+convention, no stand-ins, no bonus and the whole conversation in every prompt.
 """
 
 import json
@@ -23,6 +25,7 @@ class Prompting:
     tools_in_system: bool = True
     stand_ins: str = ""
     span_bonus: float = 0.0
+    fresh_after_check: bool = False
 
     def save(self, directory: Path) -> None:
         (directory / PROMPTING_FILE).write_text(json.dumps(asdict(self), ensure_ascii=False) + "\n", encoding="utf-8")

@@ -105,5 +105,6 @@ def open_agent(options: SessionOptions, observer: Observer = lambda kind, payloa
         tools_message(registry.descriptions()) if prompting.tools_in_system else None,
         lambda messages: len(encode_prompt(backend.tokenizer, messages)),
         budget,
+        prompting.fresh_after_check,
     )
     return Agent(backend, registry, memory, sites_in=site_mentions(sites), observer=observer)

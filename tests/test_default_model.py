@@ -39,7 +39,8 @@ def test_build_is_deterministic(tmp_path):
     built = json.loads((first / BUILD_FILE).read_text(encoding="utf-8"))
     assert built["cpu"] and built["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     assert built["threads"] == TOY.threads and built["minutes"] >= 0
-    assert Prompting.of(first) == Prompting(tools_in_system=False, stand_ins=STAND_INS, span_bonus=TOY.span_bonus)
+    decoding = {"span_bonus": TOY.span_bonus, "fresh_after_check": TOY.fresh_after_check}
+    assert Prompting.of(first) == Prompting(tools_in_system=False, stand_ins=STAND_INS, **decoding)
     assert set(STAND_INS) <= GLMTokenizer.load(first).characters
     assert (first / "tokenizer.model").read_bytes() == (second / "tokenizer.model").read_bytes()
     alternates = read_dialogues(tmp_path / "a" / "work" / "data" / "recount_phase.jsonl")
@@ -54,7 +55,7 @@ def test_the_shipped_default_matches_its_recipe():
         pytest.skip("models/default is not built")
     recorded = json.loads((DEFAULT_MODEL / RECIPE_FILE).read_text(encoding="utf-8"))
     assert recorded == Recipe().__dict__  # `inspector train default` rebuilds exactly this
-    assert Prompting.of(DEFAULT_MODEL) == Prompting(False, STAND_INS, Recipe().span_bonus)
+    assert Prompting.of(DEFAULT_MODEL) == Prompting(False, STAND_INS, Recipe().span_bonus, Recipe().fresh_after_check)
     assert sum(f.stat().st_size for f in Path(DEFAULT_MODEL).iterdir()) < 30 * 2**20
 
 

@@ -218,3 +218,24 @@ def test_memory_keeps_whole_turns_and_forgets_the_oldest_first():
     roles = [m.role for m in backend.seen[-1]]
     assert roles == ["system", "user", "assistant", "observation", "assistant", "observation", "assistant", "user"]
     assert backend.seen[-1][1].content == "查查在济南工地人数嘛"
+
+
+def test_with_fresh_after_check_a_finished_check_closes_the_conversation_before_it():
+    bot, backend = agent(
+        call("query_work_order", site="济南", check="人数检测"),
+        call("count_people", site="济南"),
+        "\n[人数检测] 应到47人, 实到34人, 有人缺勤",
+        f"\n{GREETING}",
+        "\n请问要检查哪个站点?",
+        "\n请问要检查哪个站点?",
+    )
+    bot.memory.fresh_after_check = True
+    bot.turn("查查在济南工地人数嘛")
+    bot.turn("你好")
+    assert [m.role for m in backend.seen[-1]] == ["system", "user"], "the check before the greeting is left out"
+    bot.turn("查安全帽")
+    assert [m.content for m in backend.seen[-1][1:]] == ["你好", GREETING, "查安全帽"], "a greeting stays"
+    bot.turn("再查")
+    assert [m.content for m in backend.seen[-1][1:]][-3:] == ["查安全帽", "请问要检查哪个站点?", "再查"]
+    assert len(bot.memory.turns) == 4, "every turn is still remembered (/history)"
+    assert bot.memory.fresh().fresh_after_check
