@@ -15,7 +15,15 @@ from pathlib import Path
 from typing import Any
 
 from agent.backend import ModelBackend
-from agent.chatglm_format import Message, ToolCall, dialogue_messages, message_text, parse_assistant, read_dialogues
+from agent.chatglm_format import (
+    Dialogue,
+    Message,
+    ToolCall,
+    dialogue_messages,
+    message_text,
+    parse_assistant,
+    read_dialogues,
+)
 from agent.errors import MalformedToolCall
 from agent.reports import report_outcome
 from prompts import load
@@ -51,18 +59,22 @@ def step_of(history: list[Message], gold: str | ToolCall) -> str:
 
 
 def items_of(path: Path, tools_in_system: bool = True) -> list[Item]:
+    return [item for dialogue in read_dialogues(path) for item in dialogue_items(dialogue, tools_in_system)]
+
+
+def dialogue_items(dialogue: Dialogue, tools_in_system: bool = True, after: int = 0) -> list[Item]:
+    """An item per assistant message of `dialogue`, those of its first `after` messages left out."""
+    if not tools_in_system:
+        dialogue = dialogue.model_copy(update={"tools": None})
+    noise = str((dialogue.model_extra or {}).get("meta", {}).get("noise", {}).get("level", "none"))
+    messages = dialogue_messages(dialogue)
     items = []
-    for dialogue in read_dialogues(path):
-        if not tools_in_system:
-            dialogue = dialogue.model_copy(update={"tools": None})
-        noise = str((dialogue.model_extra or {}).get("meta", {}).get("noise", {}).get("level", "none"))
-        messages = dialogue_messages(dialogue)
-        for index, message in enumerate(messages):
-            if message.role != "assistant":
-                continue
-            gold = parse_assistant(message_text(message))
-            history = messages[:index]
-            items.append(Item(history, gold, step_of(history, gold), noise))
+    for index, message in enumerate(messages[after:], start=after):
+        if message.role != "assistant":
+            continue
+        gold = parse_assistant(message_text(message))
+        history = messages[:index]
+        items.append(Item(history, gold, step_of(history, gold), noise))
     return items
 
 

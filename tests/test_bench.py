@@ -162,6 +162,28 @@ def test_follow_ups(tmp_path, data, quiet_model, monkeypatch):
     assert (tmp_path / "follow_ups" / "dev.jsonl").is_file()
 
 
+def test_sessions(tmp_path, data, quiet_model, monkeypatch):
+    out = tmp_path / "sessions.json"
+    run_script("sessions", "--model", quiet_model, "--data", data, "--count", 2, "--out", out, monkeypatch=monkeypatch)
+    results = written(out)["results"]
+    kinds = [(split, between) for split in ("dev", "dev_unseen") for between in ("nothing", "a greeting")]
+    assert [(r["split"], r["between"]) for r in results] == kinds
+    assert all(r["items"] > 0 and r["whole"]["call_exact"] == r["alone"]["call_exact"] == 0 for r in results)
+
+
+def test_a_session_is_the_next_request_after_a_finished_check(data, monkeypatch):
+    from agent.chatglm_format import dialogue_messages, read_dialogues
+    from prompts import load
+
+    monkeypatch.syspath_prepend(str(BENCH))
+    sessions = runpy.run_path(str(BENCH / "sessions.py"))["sessions"]
+    [(session, second)] = sessions(read_dialogues(data / "dev.jsonl"), 1, "seed", True, False)
+    whole, own = (dialogue_messages(d.model_copy(update={"tools": None})) for d in (session, second))
+    greeting = load("reports")["greeting"]
+    assert whole[-len(own) :] == own and whole[-len(own) - 1].content == greeting
+    assert any(message.role == "observation" for message in whole[: -len(own)])
+
+
 def test_head_counts(tmp_path, data, quiet_model, monkeypatch):
     out = tmp_path / "head_counts.json"
     arguments = ["--model", quiet_model, "--data", data, "--splits", "dev", "train", "--out", out]
