@@ -63,13 +63,15 @@ def items_of(path: Path, tools_in_system: bool = True) -> list[Item]:
 
 
 def dialogue_items(dialogue: Dialogue, tools_in_system: bool = True, after: int = 0) -> list[Item]:
-    """An item per assistant message of `dialogue`, those of its first `after` messages left out."""
+    """An item per assistant message of `dialogue`, those of its first `after` messages (after the system
+    message, if any) left out."""
     if not tools_in_system:
         dialogue = dialogue.model_copy(update={"tools": None})
     noise = str((dialogue.model_extra or {}).get("meta", {}).get("noise", {}).get("level", "none"))
     messages = dialogue_messages(dialogue)
+    start = after + sum(message.role == "system" for message in messages[:1])
     items = []
-    for index, message in enumerate(messages[after:], start=after):
+    for index, message in enumerate(messages[start:], start=start):
         if message.role != "assistant":
             continue
         gold = parse_assistant(message_text(message))

@@ -61,9 +61,7 @@ def score(model: Path, data: Path, count: int) -> list[dict[str, Any]]:
             whole = [
                 item
                 for session, second in pairs
-                for item in evaluate.dialogue_items(
-                    session, tools_in_system, len(dialogue_messages(session)) - own(second)
-                )
+                for item in evaluate.dialogue_items(session, tools_in_system, own(session) - own(second))
             ]
             alone = [item for _, second in pairs for item in evaluate.dialogue_items(second, tools_in_system)]
             row: dict[str, Any] = {"split": split, "between": between, "items": len(whole)}

@@ -173,6 +173,7 @@ def test_sessions(tmp_path, data, quiet_model, monkeypatch):
 
 def test_a_session_is_the_next_request_after_a_finished_check(data, monkeypatch):
     from agent.chatglm_format import dialogue_messages, read_dialogues
+    from agent.evaluate import dialogue_items
     from prompts import load
 
     monkeypatch.syspath_prepend(str(BENCH))
@@ -182,6 +183,9 @@ def test_a_session_is_the_next_request_after_a_finished_check(data, monkeypatch)
     greeting = load("reports")["greeting"]
     assert whole[-len(own) :] == own and whole[-len(own) - 1].content == greeting
     assert any(message.role == "observation" for message in whole[: -len(own)])
+    for tools_in_system in (True, False):
+        later = dialogue_items(session, tools_in_system, len(whole) - len(own))
+        assert [item.gold for item in later] == [item.gold for item in dialogue_items(second, tools_in_system)]
 
 
 def test_head_counts(tmp_path, data, quiet_model, monkeypatch):
