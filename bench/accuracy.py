@@ -16,17 +16,13 @@ import re
 from pathlib import Path
 from typing import Any
 
-from common import guarded, machine, parser, save, show, split_file
+from common import guarded, machine, parser, percent, save, show, split_file
 
 from agent.chatglm_format import read_dialogues
 from agent.eval_report import ROWS
 from prompts import load
 
 SPLITS = ("test_seen", "test_unseen")
-
-
-def percent(value: float | None) -> str:
-    return "–" if value is None else f"{100 * value:.1f} %"
 
 
 def rows(results: dict[str, dict[str, Any]]) -> list[tuple[str, ...]]:

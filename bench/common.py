@@ -86,6 +86,11 @@ def show(title: str, columns: tuple[str, ...], rows: list[tuple[object, ...]], n
     Console().print(table)
 
 
+def percent(value: float | None) -> str:
+    """A rate as the tables print it, or a dash where there was nothing to rate."""
+    return "–" if value is None else f"{100 * value:.1f} %"
+
+
 def percentiles(seconds: list[float]) -> dict[str, float]:
     """p50 and p95 in milliseconds, with the sample count, as `inspector eval` computes them."""
     from agent.evaluate import _quantile

@@ -14,7 +14,7 @@ import random
 from pathlib import Path
 from typing import Any
 
-from common import guarded, machine, parser, save, show, split_file
+from common import guarded, machine, parser, percent, save, show, split_file
 
 SPLITS = {"dev": False, "dev_unseen": True}  # split: whether its greetings are held-out frames
 BETWEEN = ("nothing", "a greeting")
@@ -70,10 +70,6 @@ def score(model: Path, data: Path, count: int) -> list[dict[str, Any]]:
                 row[prompt] = {key: summary[key] for key in SCORES} | {"errors": summary["errors"]}
             results.append(row)
     return results
-
-
-def percent(value: float | None) -> str:
-    return "–" if value is None else f"{100 * value:.1f} %"
 
 
 def main() -> None:

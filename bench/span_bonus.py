@@ -13,14 +13,10 @@ the chosen value goes into the model's `prompting.json` (`span_bonus`; the defau
 from pathlib import Path
 from typing import Any
 
-from common import guarded, machine, parser, save, show, split_file
+from common import guarded, machine, parser, percent, save, show, split_file
 
 QUOTED = ("site", "date")
 SPLITS = ("dev", "dev_unseen")  # development splits only: a test split never tunes decoding
-
-
-def percent(value: float | None) -> str:
-    return "–" if value is None else f"{100 * value:.1f} %"
 
 
 def score(model: Path, data: Path, split: str, bonus: list[float], limit: int | None) -> list[dict[str, Any]]:
