@@ -23,7 +23,7 @@ from agent.machine import build_machine
 from agent.prompting import Prompting
 from agent.stand_ins import STAND_INS, Practice
 from agent.tokenizer import GLMTokenizer
-from agent.train_config import TrainConfig
+from agent.train_config import OptimizerKind, TrainConfig
 
 RECIPE_FILE = "recipe.json"
 BUILD_FILE = "build.json"  # where it was built (agent/machine.py) and this run's wall-clock minutes
@@ -50,6 +50,8 @@ class Recipe:
     weight_decay: float = 0.01
     batch_size: int = 8
     max_steps: int = 3600
+    # The main phase's optimizer (agent/optimizer.py); the recount phase has its own.
+    optimizer: OptimizerKind = "adamw"
     # Then the recount phase (training_data/recounts.py): `recount_steps` plainly shuffled batches, every
     # other one `batch_size` dialogues and the others `recount_batch_size` head-count dialogues with fresh
     # counts (one in 8 an order that sends nobody), at lr `recount_lr` (warm-up, then linear decay, as above).
@@ -70,6 +72,7 @@ class Recipe:
     # split: training_data/generate.py `MORE`), instead of a sample of the training split seen again: with
     # twice the steps, re-shown names cost held-out calls, new ones keep them (README: the shipped default).
     recount_fresh: bool = True
+    recount_optimizer: OptimizerKind = "adamw"
     # How often the main phase scores `dev` and saves a checkpoint; the weights do not depend on it (tested).
     eval_every: int = 1800
     threads: int = 2
@@ -173,6 +176,7 @@ def recount_phase(
         save_every=recipe.recount_steps,
         by_length=False,
         alternate_tails_only=recipe.recount_tails_only,
+        optimizer=recipe.recount_optimizer,
     )
     alternate = load_examples(alternates, tokenizer, recipe.context, recipe.tools_in_system)
     if recipe.recount_layers:
@@ -238,6 +242,7 @@ def build(out: Path, recipe: Recipe, work: Path, console: Console | None = None)
         save_every=recipe.eval_every,
         seed=recipe.seed,
         tools_in_system=recipe.tools_in_system,
+        optimizer=recipe.optimizer,
     )
     context = recipe.context
     train = load_examples(

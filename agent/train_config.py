@@ -8,6 +8,7 @@ from typing import Literal
 from agent.errors import ConfigError
 
 Method = Literal["full", "ptuning"]
+OptimizerKind = Literal["adamw", "muon"]
 CONFIG_FILE = "train_config.json"
 
 
@@ -42,6 +43,8 @@ class TrainConfig:
     # Alternate examples learn through their tails only (agent/trainer.py `tail_loss`): their contexts run
     # without gradients, which makes a batch of examples that learn only their last answer far cheaper.
     alternate_tails_only: bool = False
+    # AdamW, or Muon on the decoder layers' matrices and AdamW on the rest (agent/optimizer.py).
+    optimizer: OptimizerKind = "adamw"
 
     def __post_init__(self) -> None:
         if self.method not in ("full", "ptuning"):
@@ -51,6 +54,8 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be at least 1, not {getattr(self, name)}")
         if self.lr <= 0:
             raise ConfigError(f"lr must be positive, not {self.lr}")
+        if self.optimizer not in ("adamw", "muon"):
+            raise ConfigError(f"optimizer must be adamw or muon, not {self.optimizer!r}")
         if self.quantize not in (None, 4, 8):
             raise ConfigError(f"quantize must be 4 or 8, not {self.quantize}")
 

@@ -169,6 +169,8 @@ class Trainer:
     ) -> None:
         import torch
 
+        from agent.optimizer import make_optimizer
+
         self.config, self.model, self.tokenizer = config, model, tokenizer
         self.train, self.alternate, self.dev = train, alternate or [], dev[: config.eval_examples]
         if self.alternate and config.alternate_batch_size < 1:
@@ -180,7 +182,7 @@ class Trainer:
         self.parameters = list(trainable(model).values())
         if not self.parameters:
             raise ValueError("the model has no trainable parameters")
-        self.optimizer = torch.optim.AdamW(self.parameters, lr=config.lr, weight_decay=config.weight_decay)
+        self.optimizer = make_optimizer(trainable(model), config.optimizer, config.lr, config.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
         self.position = Position()
 

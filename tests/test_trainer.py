@@ -205,10 +205,11 @@ def test_alternate_batches_learn_through_their_tails_when_asked(small_tokenizer,
     assert calls == [3, 3]  # the 6 alternates make 2 batches of 3 in the first steps; only when asked
 
 
-def test_full_training_learns(small_tokenizer, data_dir, tmp_path):
+@pytest.mark.parametrize("optimizer", ["adamw", "muon"])
+def test_full_training_learns(small_tokenizer, data_dir, tmp_path, optimizer):
     from agent import train_log
 
-    cfg = config(tmp_path, max_steps=30, eval_every=10, lr=1e-2)
+    cfg = config(tmp_path, max_steps=30, eval_every=10, lr=1e-2, optimizer=optimizer)
     trainer = run(cfg, small_tokenizer, data_dir, tiny_glm(small_tokenizer.vocab_size, seed=0))
     trainer.run()
     records = train_log.read(tmp_path / "out")
@@ -235,13 +236,17 @@ def test_ptuning_trains_only_the_prefix_and_learns(small_tokenizer, data_dir, tm
     assert dev[-1] < dev[0]
 
 
-def test_resume_continues_exactly(small_tokenizer, data_dir, tmp_path, monkeypatch):
+@pytest.mark.parametrize("optimizer", ["adamw", "muon"])
+def test_resume_continues_exactly(small_tokenizer, data_dir, tmp_path, monkeypatch, optimizer):
     from agent.trainer import Trainer
 
-    straight = run(config(tmp_path / "a"), small_tokenizer, data_dir, tiny_glm(small_tokenizer.vocab_size))
+    def config_of(path):
+        return config(path, optimizer=optimizer)
+
+    straight = run(config_of(tmp_path / "a"), small_tokenizer, data_dir, tiny_glm(small_tokenizer.vocab_size))
     straight.run()
 
-    interrupted = run(config(tmp_path / "b"), small_tokenizer, data_dir, tiny_glm(small_tokenizer.vocab_size))
+    interrupted = run(config_of(tmp_path / "b"), small_tokenizer, data_dir, tiny_glm(small_tokenizer.vocab_size))
     original_step = Trainer._step
 
     def crash_at_step_8(self, group):
@@ -254,7 +259,7 @@ def test_resume_continues_exactly(small_tokenizer, data_dir, tmp_path, monkeypat
         interrupted.run()
     monkeypatch.setattr(Trainer, "_step", original_step)
 
-    resumed = run(config(tmp_path / "b"), small_tokenizer, data_dir, tiny_glm(small_tokenizer.vocab_size, seed=5))
+    resumed = run(config_of(tmp_path / "b"), small_tokenizer, data_dir, tiny_glm(small_tokenizer.vocab_size, seed=5))
     assert resumed.resume() and resumed.position.step == 6
     resumed.run()
     for (name, a), (_, b) in zip(straight.model.named_parameters(), resumed.model.named_parameters(), strict=True):
