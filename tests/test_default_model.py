@@ -94,6 +94,25 @@ def test_how_often_the_dev_split_is_scored_leaves_the_weights_as_they_are(tmp_pa
     assert same_weights(*models)
 
 
+def test_each_phase_trains_with_the_optimizer_its_recipe_names(tmp_path):
+    from agent.trainer import CHECKPOINT_DIR
+
+    recipe = replace(TOY, optimizer="muon", recount_optimizer="adamw")
+    model = build(tmp_path / "muon" / "model", recipe, tmp_path / "muon" / "work")
+    assert TrainConfig.load(model).optimizer == "muon"
+    assert TrainConfig.load(tmp_path / "muon" / "work" / "recount_phase").optimizer == "adamw"
+    main = torch_load(model / CHECKPOINT_DIR / "optimizer.pt")["optimizer"]
+    assert len(main["parts"]) == 2  # Muon's and AdamW's states, saved for an exact resume
+    adamw = build(tmp_path / "adamw" / "model", TOY, tmp_path / "adamw" / "work")
+    assert not same_weights(model, adamw)
+
+
+def torch_load(path: Path) -> dict:
+    import torch
+
+    return torch.load(path, weights_only=True)
+
+
 @pytest.mark.parametrize("layers", [3, -1])
 def test_a_recipe_trains_only_layers_it_has(layers):
     with pytest.raises(ValueError, match="recount_layers must be 0 \\(all\\) to 2"):
