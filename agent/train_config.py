@@ -3,7 +3,7 @@
 import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from agent.errors import ConfigError
 
@@ -54,7 +54,7 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be at least 1, not {getattr(self, name)}")
         if self.lr <= 0:
             raise ConfigError(f"lr must be positive, not {self.lr}")
-        if self.optimizer not in ("adamw", "muon"):
+        if self.optimizer not in get_args(OptimizerKind):
             raise ConfigError(f"optimizer must be adamw or muon, not {self.optimizer!r}")
         if self.quantize not in (None, 4, 8):
             raise ConfigError(f"quantize must be 4 or 8, not {self.quantize}")

@@ -179,10 +179,11 @@ class Trainer:
         self.out = Path(config.out)
         self.console = console or Console()
         self.head = shared_head(self.examples + self.dev)
-        self.parameters = list(trainable(model).values())
+        named = trainable(model)
+        self.parameters = list(named.values())
         if not self.parameters:
             raise ValueError("the model has no trainable parameters")
-        self.optimizer = make_optimizer(trainable(model), config.optimizer, config.lr, config.weight_decay)
+        self.optimizer = make_optimizer(named, config.optimizer, config.lr, config.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
         self.position = Position()
 

@@ -4,13 +4,10 @@ import pytest
 
 from agent.errors import ConfigError
 from agent.train_config import TrainConfig
+from agent.trainer import trainable as named
 from tests.glm_tiny import tiny_glm
 
 torch = pytest.importorskip("torch")
-
-
-def named(model):
-    return {name: p for name, p in model.named_parameters() if p.requires_grad}
 
 
 def step(model, optimizer, scheduler=None, seed=0):
