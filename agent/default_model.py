@@ -21,7 +21,7 @@ from agent import train_log
 from agent.chatglm_format import Encoded, dialogue_messages, message_text, read_dialogues
 from agent.machine import build_machine
 from agent.prompting import Prompting
-from agent.stand_ins import STAND_INS, Practice
+from agent.stand_ins import STAND_INS, Practice, alphabet
 from agent.tokenizer import GLMTokenizer
 from agent.train_config import OptimizerKind, TrainConfig
 
@@ -84,6 +84,9 @@ class Recipe:
     # docs/default_model_history.md).
     stand_in_share: float = 0.3
     stand_in_most: int = 4
+    # In this share of the dialogues, 1 to `stand_in_most` characters of the site's name are swapped for other
+    # characters the tokenizer knows (agent/stand_ins.py `Practice.swaps`).
+    name_swaps: float = 0.0
     # Decoding: log-probability added per character of a quoted span (agent/glm_backend.py); the best of
     # bench/span_bonus.py's grid on the shipped model's dev split that leaves its dates as they were.
     span_bonus: float = 1.5
@@ -193,8 +196,14 @@ def fresh_dialogues(recipe: Recipe, count: int, tokenizer: GLMTokenizer, path: P
 
     config = GenerateConfig.for_size(seed=recipe.seed, size=recipe.data_size)
     write_examples(path, make_splits(config, more=count)[MORE])
-    practice = Practice(recipe.stand_in_share, recipe.stand_in_most, recipe.seed)
-    return load_examples(path, tokenizer, recipe.context, recipe.tools_in_system, practice)
+    return load_examples(path, tokenizer, recipe.context, recipe.tools_in_system, practice_of(recipe, tokenizer))
+
+
+def practice_of(recipe: Recipe, tokenizer: GLMTokenizer) -> Practice:
+    """How the recipe's training dialogues show stand-ins and swap name characters (agent/stand_ins.py)."""
+    return Practice(
+        recipe.stand_in_share, recipe.stand_in_most, recipe.seed, swaps=recipe.name_swaps, alphabet=alphabet(tokenizer)
+    )
 
 
 def train_only_top(model: Any, layers: int) -> None:
@@ -250,7 +259,7 @@ def build(out: Path, recipe: Recipe, work: Path, console: Console | None = None)
         tokenizer,
         context,
         recipe.tools_in_system,
-        Practice(recipe.stand_in_share, recipe.stand_in_most, recipe.seed),
+        practice_of(recipe, tokenizer),
     )
     dev = load_examples(data / "dev.jsonl", tokenizer, context, recipe.tools_in_system)
     trainer = Trainer(config, model, tokenizer, train, dev, console)

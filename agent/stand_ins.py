@@ -14,6 +14,7 @@ piece for everything) leaves conversations as they are.
 """
 
 import random
+import re
 import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
@@ -22,6 +23,7 @@ from agent.chatglm_format import Message
 from agent.tokenizer import GLMTokenizer
 
 STAND_INS = "".join(map(chr, range(0xE000, 0xE008)))  # Unicode private use: no text of the data has them
+SITE_VALUE = re.compile(r"site='([^']+)'")  # a site argument as a call message writes it
 
 
 @dataclass(frozen=True)
@@ -43,7 +45,16 @@ class Aliases:
 def _ideographs(messages: list[Message]) -> list[str]:
     """The distinct ideographs of the user's messages, in order of first appearance."""
     text = "".join(message.content for message in messages if message.role == "user")
-    return [char for char in dict.fromkeys(text) if unicodedata.name(char, "").startswith("CJK UNIFIED IDEOGRAPH")]
+    return [char for char in dict.fromkeys(text) if _ideograph(char)]
+
+
+def _ideograph(char: str) -> bool:
+    return unicodedata.name(char, "").startswith("CJK UNIFIED IDEOGRAPH")
+
+
+def alphabet(tokenizer: GLMTokenizer) -> str:
+    """The ideographs the tokenizer writes in one piece each, in code-point order: what a name swap draws."""
+    return "".join(sorted(char for char in tokenizer.characters if _ideograph(char)))
 
 
 def _free(messages: list[Message], stand_ins: str) -> list[str]:
@@ -74,9 +85,15 @@ class Practice:
     most: int
     seed: int
     stand_ins: str = STAND_INS
+    # In this share of the dialogues, 1 to `most` characters that only the site's name holds are written as
+    # other characters of `alphabet` (the tokenizer's), the same in every message: training names draw on a
+    # small pool of characters, and a model that learned the pool cuts a real name at the first character
+    # outside it (火星 as 火). 0: none, and the stand-ins are drawn as without it.
+    swaps: float = 0.0
+    alphabet: str = ""
 
     def dialogues(self, dialogues: Iterable[list[Message]]) -> Iterator[list[Message]]:
-        rng = random.Random(self.seed)
+        rng, swap_rng = random.Random(self.seed), random.Random(f"swaps-{self.seed}")
         for messages in dialogues:
             chars = _ideographs(messages)
             if chars and rng.random() < self.share:
@@ -85,4 +102,26 @@ class Practice:
                 free = _free(messages, self.stand_ins)
                 drawn = rng.sample(free, min(len(unknown), len(free)))
                 messages = Aliases(dict(zip(unknown, drawn, strict=False))).hide(messages)
+            if self.swaps and swap_rng.random() < self.swaps:
+                messages = self._swap(messages, swap_rng)
             yield messages
+
+    def _swap(self, messages: list[Message], rng: random.Random) -> list[Message]:
+        own = _name_only(messages)
+        if not own:
+            return messages
+        chosen = rng.sample(own, min(len(own), rng.randint(1, self.most)))
+        used = set("".join(message.content for message in messages))
+        pool = [char for char in self.alphabet if char not in used]
+        return Aliases(dict(zip(chosen, rng.sample(pool, min(len(chosen), len(pool))), strict=False))).hide(messages)
+
+
+def _name_only(messages: list[Message]) -> list[str]:
+    """The ideographs of the dialogue's called site names that none of its other words hold, in order."""
+    text = "".join(message.content for message in messages)
+    names = sorted(set(SITE_VALUE.findall(text)), key=len, reverse=True)
+    rest = text
+    for name in names:
+        rest = rest.replace(name, "")
+    own = dict.fromkeys("".join(names))
+    return [char for char in own if _ideograph(char) and char not in rest]

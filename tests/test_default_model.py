@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 from agent.chatglm_format import read_dialogues
-from agent.default_model import BUILD_FILE, RECIPE_FILE, RECOUNT_LOG, Recipe, build
+from agent.default_model import BUILD_FILE, RECIPE_FILE, RECOUNT_LOG, Recipe, build, practice_of
 from agent.prompting import Prompting
 from agent.session import DEFAULT_MODEL
-from agent.stand_ins import STAND_INS
+from agent.stand_ins import STAND_INS, alphabet
 from agent.tokenizer import GLMTokenizer
 from agent.train_config import TrainConfig
 from prompts import load
@@ -57,6 +57,12 @@ def test_the_shipped_default_matches_its_recipe():
     assert recorded == Recipe().__dict__  # `inspector train default` rebuilds exactly this
     assert Prompting.of(DEFAULT_MODEL) == Prompting(False, STAND_INS, Recipe().span_bonus, Recipe().fresh_after_check)
     assert sum(f.stat().st_size for f in Path(DEFAULT_MODEL).iterdir()) < 30 * 2**20
+
+
+def test_the_recipe_practices_its_stand_ins_and_name_swaps_on_the_tokenizers_ideographs(small_tokenizer):
+    practice = practice_of(replace(Recipe(), stand_in_share=0.4, name_swaps=0.3), small_tokenizer)
+    assert (practice.share, practice.most, practice.swaps) == (0.4, Recipe().stand_in_most, 0.3)
+    assert practice.alphabet == alphabet(small_tokenizer) and "济" in practice.alphabet and "s" not in practice.alphabet
 
 
 def test_the_recount_phase_can_train_only_the_top_layers(tmp_path):

@@ -96,3 +96,32 @@ def test_the_backend_shows_the_model_stand_ins_and_hands_back_the_original_text(
     [raw] = GLMBackend(model, tok).generate([messages], max_new_tokens=8)
     assert shown.token_ids == hidden.token_ids and shown.text == found.restore(hidden.text)
     assert shown.prompt_tokens == hidden.prompt_tokens == raw.prompt_tokens - 4  # two characters, 3 bytes each
+
+
+def test_name_swaps_write_characters_only_the_name_holds_as_others_in_every_message():
+    rng = random.Random(1)
+    sites = ["".join(rng.sample("东西南北山河湖海", 3)) for _ in range(200)]
+    dialogues = [conversation(f"查查在{site}工地人数嘛", site) for site in sites]
+    practice = Practice(share=0.0, most=2, seed=7, swaps=0.5, alphabet="火星金木水土东")
+    first = list(practice.dialogues(dialogues))
+    assert first == list(practice.dialogues(dialogues))
+    changed = [(d, original) for d, original in zip(first, dialogues, strict=True) if d != original]
+    assert 60 < len(changed) < 140
+    for messages, original in changed:
+        site = messages[1].content.split("site='")[1].split("'")[0]
+        before = original[1].content.split("site='")[1].split("'")[0]
+        swapped = [(a, b) for a, b in zip(before, site, strict=True) if a != b]
+        assert 1 <= len(swapped) <= 2 and all(b in "火星金木水土东" and b not in before for _, b in swapped)
+        assert messages[0].content == f"查查在{site}工地人数嘛" and site in messages[2].content
+    assert list(Practice(share=0.5, most=4, seed=7).dialogues(dialogues)) == list(
+        Practice(share=0.5, most=4, seed=7, swaps=0.0, alphabet="火星").dialogues(dialogues)
+    )
+
+
+def test_a_name_character_the_other_words_hold_too_is_never_swapped():
+    always = Practice(share=0.0, most=4, seed=7, swaps=1.0, alphabet="火星金木")
+    [messages] = always.dialogues([conversation("查查在人民工地人数嘛", "人民")])  # 人 is the request's too
+    site = messages[1].content.split("site='")[1].split("'")[0]
+    assert site[0] == "人" and site[1] in "火星金木" and messages[0].content == f"查查在{site}工地人数嘛"
+    [kept] = always.dialogues([conversation("查查在数人工地人数嘛", "数人")])  # no character is the name's alone
+    assert kept == conversation("查查在数人工地人数嘛", "数人")
