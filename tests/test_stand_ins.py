@@ -6,7 +6,7 @@ import pytest
 
 from agent.chatglm_format import Message, ToolCall, call_message, observation_message
 from agent.prompting import Prompting
-from agent.stand_ins import STAND_INS, Aliases, Practice, aliases
+from agent.stand_ins import SITE_VALUE, STAND_INS, Aliases, Practice, aliases
 from tests.glm_tiny import tiny_glm
 
 
@@ -16,6 +16,10 @@ def conversation(request: str, site: str) -> list[Message]:
         call_message(ToolCall("count_people", {"site": site})),
         observation_message({"image": f"images/{site}工地/a.jpg", "persons": 3}),
     ]
+
+
+def called_site(message: Message) -> str:
+    return SITE_VALUE.findall(message.content)[0]
 
 
 def test_unknown_characters_of_the_users_words_get_stand_ins_in_every_message(small_tokenizer):
@@ -63,7 +67,7 @@ def test_practice_hides_a_share_of_the_dialogues_consistently_and_repeatably():
         used = [char for char in dict.fromkeys(request) if char in STAND_INS]
         assert 1 <= len(used) <= 4
         firsts.append(used[0])
-        site = messages[1].content.split("site='")[1].split("'")[0]
+        site = called_site(messages[1])
         assert site in request  # the call still copies a span of the (hidden) request
     assert set(firsts) == set(STAND_INS)  # which stand-in comes first is drawn, not always the first
     assert list(Practice(share=0.0, most=4, seed=7).dialogues(dialogues)) == dialogues
@@ -108,8 +112,8 @@ def test_name_swaps_write_characters_only_the_name_holds_as_others_in_every_mess
     changed = [(d, original) for d, original in zip(first, dialogues, strict=True) if d != original]
     assert 60 < len(changed) < 140
     for messages, original in changed:
-        site = messages[1].content.split("site='")[1].split("'")[0]
-        before = original[1].content.split("site='")[1].split("'")[0]
+        site = called_site(messages[1])
+        before = called_site(original[1])
         swapped = [(a, b) for a, b in zip(before, site, strict=True) if a != b]
         assert 1 <= len(swapped) <= 2 and all(b in "火星金木水土东" and b not in before for _, b in swapped)
         assert messages[0].content == f"查查在{site}工地人数嘛" and site in messages[2].content
@@ -121,7 +125,7 @@ def test_name_swaps_write_characters_only_the_name_holds_as_others_in_every_mess
 def test_a_name_character_the_other_words_hold_too_is_never_swapped():
     always = Practice(share=0.0, most=4, seed=7, swaps=1.0, alphabet="火星金木")
     [messages] = always.dialogues([conversation("查查在人民工地人数嘛", "人民")])  # 人 is the request's too
-    site = messages[1].content.split("site='")[1].split("'")[0]
+    site = called_site(messages[1])
     assert site[0] == "人" and site[1] in "火星金木" and messages[0].content == f"查查在{site}工地人数嘛"
     [kept] = always.dialogues([conversation("查查在数人工地人数嘛", "数人")])  # no character is the name's alone
     assert kept == conversation("查查在数人工地人数嘛", "数人")
