@@ -119,7 +119,7 @@ class Practice:
 def _name_only(messages: list[Message]) -> list[str]:
     """The ideographs of the dialogue's called site names that none of its other words hold, in order."""
     text = "".join(message.content for message in messages)
-    names = sorted(set(SITE_VALUE.findall(text)), key=len, reverse=True)
+    names = sorted(dict.fromkeys(SITE_VALUE.findall(text)), key=len, reverse=True)  # not a set: its order is hashed
     rest = text
     for name in names:
         rest = rest.replace(name, "")

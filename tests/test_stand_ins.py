@@ -1,6 +1,9 @@
 """Stand-ins: characters the tokenizer lacks reach the model as pieces it knows, and come back out."""
 
+import os
 import random
+import subprocess
+import sys
 
 import pytest
 
@@ -129,3 +132,25 @@ def test_a_name_character_the_other_words_hold_too_is_never_swapped():
     assert site[0] == "人" and site[1] in "火星金木" and messages[0].content == f"查查在{site}工地人数嘛"
     [kept] = always.dialogues([conversation("查查在数人工地人数嘛", "数人")])  # no character is the name's alone
     assert kept == conversation("查查在数人工地人数嘛", "数人")
+
+
+def test_name_swaps_do_not_depend_on_the_processs_string_hashing():
+    script = (
+        "from agent.chatglm_format import Message, ToolCall, call_message;"
+        "from agent.stand_ins import Practice;"
+        "calls = [call_message(ToolCall('count_people', {'site': s})) for s in ('东河', '西湖', '南山', '北海')];"
+        "d = [Message('user', '查东河西湖南山北海'), *calls];"
+        "p = Practice(0.0, 4, 7, swaps=1.0, alphabet='火星金木水土');"
+        "print([[m.content for m in x] for x in p.dialogues([d] * 20)])"
+    )
+    runs = {
+        subprocess.run(
+            [sys.executable, "-c", script],
+            capture_output=True,
+            text=True,
+            check=True,
+            env=os.environ | {"PYTHONHASHSEED": seed},
+        ).stdout
+        for seed in ("1", "2", "3")
+    }
+    assert len(runs) == 1
