@@ -111,8 +111,7 @@ class Practice:
         if not own:
             return messages
         chosen = rng.sample(own, min(len(own), rng.randint(1, self.most)))
-        used = set("".join(message.content for message in messages))
-        pool = [char for char in self.alphabet if char not in used]
+        pool = _free(messages, self.alphabet)
         return Aliases(dict(zip(chosen, rng.sample(pool, min(len(chosen), len(pool))), strict=False))).hide(messages)
 
 
